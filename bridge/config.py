@@ -1,0 +1,397 @@
+"""Configuration: one TOML file validated by a voluptuous schema into typed dataclasses.
+
+Every key has a default, so an empty file (or none) gives a working daemon on 127.0.0.1:8080.
+Extra keys are allowed (forward compatibility, comments-as-keys), but a known key with a bad value
+stops start-up with a message naming the key, e.g. ``comfyui.url: expected a URL``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+
+ENV_CONFIG = "HAL0_BRIDGE_CONFIG"
+SIZE_RE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key."""
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
+        raise vol.Invalid("expected an http(s) URL")
+    return value.rstrip("/")
+
+
+def _size(value: Any) -> str:
+    if not isinstance(value, str) or not SIZE_RE.match(value):
+        raise vol.Invalid("expected WIDTHxHEIGHT, e.g. 1024x1024")
+    return value
+
+
+def _positive_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise vol.Invalid("expected a positive number")
+    return float(value)
+
+
+def _default_node_id() -> str:
+    node = re.sub(r"[^a-z0-9_-]+", "_", socket.gethostname().lower()).strip("_")
+    return node or "hal0"
+
+
+_Int = vol.All(int, vol.Range(min=0))
+_Port = vol.All(int, vol.Range(min=1, max=65535))
+_Str = vol.Coerce(str)
+
+SERVER_SCHEMA = vol.Schema(
+    {
+        vol.Optional("host", default="127.0.0.1"): str,
+        vol.Optional("port", default=8080): vol.All(int, vol.Range(min=0, max=65535)),
+        vol.Optional("token", default=""): str,
+        vol.Optional("public_url", default=""): vol.Any("", _url),
+        vol.Optional("state_dir", default=""): str,
+        vol.Optional("max_body_bytes", default=256 * 1024): vol.All(int, vol.Range(min=1024)),
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
+COMFYUI_SCHEMA = vol.Schema(
+    {
+        vol.Optional("url", default="http://127.0.0.1:8188"): _url,
+        # one short timeout for probes and small calls, one for the whole render
+        vol.Optional("connect_timeout", default=2.0): _positive_float,
+        vol.Optional("request_timeout", default=10.0): _positive_float,
+        vol.Optional("probe_interval", default=2.0): _positive_float,
+        vol.Optional("probe_timeout", default=1.0): _positive_float,
+        vol.Optional("render_timeout", default=300.0): _positive_float,
+        # no websocket message for this long during a render -> poll /history
+        vol.Optional("ws_silence_timeout", default=5.0): _positive_float,
+        vol.Optional("history_poll_interval", default=1.0): _positive_float,
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
+IMAGE_SCHEMA = vol.Schema(
+    {
+        vol.Optional("default_model", default="sdxl-turbo"): str,
+        vol.Optional("default_size", default="1024x1024"): _size,
+        vol.Optional("idle_restore_minutes", default=60.0): vol.All(
+            vol.Any(int, float), vol.Range(min=0)
+        ),
+        vol.Optional("max_n", default=8): vol.All(int, vol.Range(min=1, max=64)),
+        vol.Optional("max_side", default=4096): vol.All(int, vol.Range(min=64, max=16384)),
+        vol.Optional("cache_dir", default=""): str,
+        vol.Optional("cache_max_images", default=200): vol.All(int, vol.Range(min=1)),
+        vol.Optional("cache_max_bytes", default=512 * 1024 * 1024): vol.All(int, vol.Range(min=1024)),
+        vol.Optional("template_dir", default=""): str,
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
+MQTT_SCHEMA = vol.Schema(
+    {
+        vol.Optional("host", default=""): str,
+        vol.Optional("port", default=1883): _Port,
+        vol.Optional("username", default=""): str,
+        vol.Optional("password", default=""): str,
+        vol.Optional("tls", default=False): bool,
+        vol.Optional("ca_file", default=""): str,
+        vol.Optional("certfile", default=""): str,
+        vol.Optional("keyfile", default=""): str,
+        vol.Optional("tls_insecure", default=False): bool,
+        vol.Optional("client_id", default=""): str,
+        vol.Optional("keepalive", default=60): vol.All(int, vol.Range(min=5, max=65535)),
+        vol.Optional("protocol", default="3.1.1"): vol.In(["3.1.1", "5"]),
+        vol.Optional("base_topic", default="hal0"): vol.All(str, vol.Match(r"^[^#+\s]+$")),
+        vol.Optional("discovery", default=False): bool,
+        vol.Optional("discovery_prefix", default="homeassistant"): vol.All(
+            str, vol.Match(r"^[^#+\s]+$")
+        ),
+        vol.Optional("node_id", default=""): vol.All(str, vol.Match(r"^[A-Za-z0-9_-]*$")),
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
+SLOT_SCHEMA = vol.Schema(
+    {
+        vol.Required("group"): vol.In(["llm", "img"]),
+        vol.Optional("backend", default="systemd"): vol.In(["systemd", "process"]),
+        vol.Optional("unit", default=""): str,
+        vol.Optional("systemd_user", default=False): bool,
+        vol.Optional("command", default=list): [_Str],
+        vol.Optional("env", default=dict): {str: _Str},
+        vol.Optional("cwd", default=""): str,
+        vol.Optional("url", default=""): vol.Any("", _url),
+        # readiness: GET url+ready_path answers 200 ("" = process/unit state only)
+        vol.Optional("ready_path", default=""): str,
+        vol.Optional("ready_timeout", default=120.0): _positive_float,
+        vol.Optional("stop_timeout", default=30.0): _positive_float,
+        vol.Optional("drain_timeout", default=30.0): _positive_float,
+        # how to see in-flight work of an llm slot: llama.cpp GET /slots, or not at all
+        vol.Optional("inflight", default="slots"): vol.In(["slots", "none"]),
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
+MODEL_SCHEMA = vol.Schema(
+    {
+        vol.Required("template"): str,
+        vol.Required("checkpoint"): str,
+        vol.Optional("steps", default=20): vol.All(int, vol.Range(min=1, max=200)),
+        vol.Optional("cfg", default=7.0): vol.All(vol.Any(int, float), vol.Range(min=0, max=100)),
+        vol.Optional("sampler", default="euler"): str,
+        vol.Optional("scheduler", default="normal"): str,
+        vol.Optional("size", default=""): vol.Any("", _size),
+        vol.Optional("aliases", default=list): [str],
+        vol.Optional("description", default=""): str,
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
+_NAME = vol.Match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+CONFIG_SCHEMA = vol.Schema(
+    {
+        vol.Optional("server", default=dict): SERVER_SCHEMA,
+        vol.Optional("comfyui", default=dict): COMFYUI_SCHEMA,
+        vol.Optional("image", default=dict): IMAGE_SCHEMA,
+        vol.Optional("mqtt", default=dict): MQTT_SCHEMA,
+        vol.Optional("slots", default=dict): {_NAME: SLOT_SCHEMA},
+        vol.Optional("models", default=dict): {_NAME: MODEL_SCHEMA},
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str
+    port: int
+    token: str
+    public_url: str
+    state_dir: Path
+    max_body_bytes: int
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True, slots=True)
+class ComfyConfig:
+    url: str
+    connect_timeout: float
+    request_timeout: float
+    probe_interval: float
+    probe_timeout: float
+    render_timeout: float
+    ws_silence_timeout: float
+    history_poll_interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    default_model: str
+    default_size: str
+    idle_restore_minutes: float
+    max_n: int
+    max_side: int
+    cache_dir: Path
+    cache_max_images: int
+    cache_max_bytes: int
+    template_dir: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str
+    port: int
+    username: str
+    password: str
+    tls: bool
+    ca_file: str
+    certfile: str
+    keyfile: str
+    tls_insecure: bool
+    client_id: str
+    keepalive: int
+    protocol: str
+    base_topic: str
+    discovery: bool
+    discovery_prefix: str
+    node_id: str
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotConfig:
+    name: str
+    group: str
+    backend: str
+    unit: str
+    systemd_user: bool
+    command: tuple[str, ...]
+    env: dict[str, str]
+    cwd: str
+    url: str
+    ready_path: str
+    ready_timeout: float
+    stop_timeout: float
+    drain_timeout: float
+    inflight: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    name: str
+    template: str
+    checkpoint: str
+    steps: int
+    cfg: float
+    sampler: str
+    scheduler: str
+    size: str  # "" = use [image] default_size
+    aliases: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    comfyui: ComfyConfig
+    image: ImageConfig
+    mqtt: MqttConfig
+    slots: dict[str, SlotConfig] = field(default_factory=dict)
+    models: dict[str, ModelConfig] = field(default_factory=dict)
+
+    @property
+    def node_id(self) -> str:
+        return self.mqtt.node_id
+
+    @property
+    def img_slot(self) -> SlotConfig | None:
+        return next((s for s in self.slots.values() if s.group == "img"), None)
+
+    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """The effective configuration, as printed by ``hal0-bridge --print-config``."""
+        data = asdict(self)
+        if redact:
+            for section, key in (("server", "token"), ("mqtt", "password")):
+                if data[section][key]:
+                    data[section][key] = "**redacted**"
+        return _plain(data)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+
+
+def _default_state_dir() -> Path:
+    # systemd's StateDirectory= sets STATE_DIRECTORY; otherwise follow the XDG base directory spec.
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"])
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "hal0-bridge"
+
+
+def _check_slots(slots: dict[str, Any]) -> None:
+    img = [name for name, s in slots.items() if s["group"] == "img"]
+    if slots and len(img) != 1:
+        raise ConfigError(f"slots: exactly one slot must have group = \"img\" (found {len(img)})")
+    for name, s in slots.items():
+        if s["backend"] == "process" and not s["command"]:
+            raise ConfigError(f"slots.{name}.command: required for backend \"process\"")
+
+
+def build(raw: dict[str, Any]) -> Config:
+    """Validate a parsed TOML document and build the typed configuration."""
+    try:
+        data = CONFIG_SCHEMA(raw)
+    except vol.MultipleInvalid as err:
+        first = err.errors[0]
+        path = ".".join(str(p) for p in first.path) or "(top level)"
+        raise ConfigError(f"{path}: {first.msg}") from None
+    _check_slots(data["slots"])
+
+    srv = data["server"]
+    state_dir = Path(srv["state_dir"]).expanduser() if srv["state_dir"] else _default_state_dir()
+    server = ServerConfig(**{**_fields(ServerConfig, srv), "state_dir": state_dir})
+    img = data["image"]
+    image = ImageConfig(
+        **{
+            **_fields(ImageConfig, img),
+            "idle_restore_minutes": float(img["idle_restore_minutes"]),
+            "cache_dir": Path(img["cache_dir"]).expanduser() if img["cache_dir"] else state_dir / "cache",
+            "template_dir": Path(img["template_dir"]).expanduser() if img["template_dir"] else None,
+        }
+    )
+    mq = data["mqtt"]
+    mqtt = MqttConfig(**{**_fields(MqttConfig, mq), "node_id": mq["node_id"] or _default_node_id()})
+    slots = {
+        name: SlotConfig(
+            **{
+                **_fields(SlotConfig, s),
+                "name": name,
+                "command": tuple(s["command"]),
+                "unit": s["unit"] or f"hal0-slot@{name}.service",
+            }
+        )
+        for name, s in data["slots"].items()
+    }
+    models = {
+        name: ModelConfig(
+            **{**_fields(ModelConfig, m), "name": name, "cfg": float(m["cfg"]), "aliases": tuple(m["aliases"])}
+        )
+        for name, m in data["models"].items()
+    }
+    return Config(
+        server=server,
+        comfyui=ComfyConfig(**_fields(ComfyConfig, data["comfyui"])),
+        image=image,
+        mqtt=mqtt,
+        slots=slots,
+        models=models,
+    )
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load ``path``, else ``$HAL0_BRIDGE_CONFIG``, else the built-in defaults."""
+    chosen = path or os.environ.get(ENV_CONFIG)
+    if not chosen:
+        return build({})
+    try:
+        with open(chosen, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {chosen}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{chosen}: not valid TOML: {err}") from None
+    return build(raw)
