@@ -61,6 +61,7 @@ SERVER_SCHEMA = vol.Schema(
         vol.Optional("public_url", default=""): vol.Any("", _url),
         vol.Optional("state_dir", default=""): str,
         vol.Optional("max_body_bytes", default=256 * 1024): vol.All(int, vol.Range(min=1024)),
+        vol.Optional("sse_ping_interval", default=15.0): _positive_float,
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -139,6 +140,9 @@ SLOT_SCHEMA = vol.Schema(
         vol.Optional("drain_timeout", default=30.0): _positive_float,
         # how to see in-flight work of an llm slot: llama.cpp GET /slots, or not at all
         vol.Optional("inflight", default="slots"): vol.In(["slots", "none"]),
+        # one readiness / in-flight / state probe; how often slot state is refreshed for status
+        vol.Optional("probe_timeout", default=1.0): _positive_float,
+        vol.Optional("poll_interval", default=2.0): _positive_float,
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -181,6 +185,7 @@ class ServerConfig:
     public_url: str
     state_dir: Path
     max_body_bytes: int
+    sse_ping_interval: float
 
     @property
     def is_loopback(self) -> bool:
@@ -257,6 +262,8 @@ class SlotConfig:
     stop_timeout: float
     drain_timeout: float
     inflight: str
+    probe_timeout: float = 1.0
+    poll_interval: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,135 @@
+"""Wiring: builds every part from the config, starts them in order, stops them in reverse.
+
+The only module that knows all the parts. ``create_app`` gives the aiohttp application (used by the
+CLI and by tests); :class:`Bridge` owns the long-lived objects and their lifecycles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from . import routes_cache, routes_comfyui, routes_events, routes_openai
+from .arbiter import Arbiter, ComfyEngineControl
+from .catalogue import Catalogue
+from .comfyui import ComfyUI
+from .commands import Commands
+from .config import Config, ConfigError
+from .generation import ImageService
+from .gpu_gate import DirectGate, GpuGate
+from .image_cache import ImageCache
+from .slots import SlotManager
+from .snapshot import StatusHub
+from .web import BRIDGE_KEY, make_app
+from .workflows import WorkflowRenderer
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def check_security(config: Config) -> None:
+    """Refuse to serve a network without a token: the API can stop LLMs and run renders."""
+    server = config.server
+    if not server.is_loopback and not server.token:
+        raise ConfigError(
+            f"server.token: required when server.host ({server.host}) is not a loopback address; "
+            "set a long random token or bind to 127.0.0.1"
+        )
+
+
+class Bridge:
+    def __init__(self, config: Config) -> None:
+        check_security(config)
+        self.config = config
+        self.hub = StatusHub()
+        self.catalogue = Catalogue.from_config(config)
+        self.renderer = WorkflowRenderer(config.image.template_dir)
+        for spec in self.catalogue.models():  # a broken template stops start-up, not a request
+            self.renderer.check(spec.template)
+        self.cache = ImageCache(
+            config.image.cache_dir,
+            max_images=config.image.cache_max_images,
+            max_bytes=config.image.cache_max_bytes,
+        )
+        self.comfy = ComfyUI(config.comfyui, self.hub)
+        self.session: aiohttp.ClientSession | None = None
+        self.slots: SlotManager | None = None
+        self.arbiter: Arbiter | None = None
+        self.mqtt = None  # created in start() when [mqtt] host is set
+        self.images: ImageService | None = None
+        self.commands: Commands | None = None
+        self._gate: GpuGate = DirectGate()
+
+    async def start(self) -> None:
+        await self.cache.open()
+        if self.config.img_slot is not None:
+            self.session = aiohttp.ClientSession()
+            self.slots = SlotManager.from_config(self.config, self.hub, self.session)
+            self.arbiter = Arbiter(self.config, self.hub, ComfyEngineControl(self.comfy.client), self.slots)
+            self.comfy.set_img_slot_state(self.slots.img_state)
+            self._gate = self.arbiter
+        else:
+            # Nothing to arbitrate: ComfyUI is the only GPU user (README, "Modes").
+            self.hub.update(mode="generation")
+        self.images = ImageService(self.config, self.hub, self.renderer, self.comfy, self.cache, self._gate)
+        self.commands = Commands(self.config, self.hub, self.catalogue, self.images, self.comfy, self.arbiter)
+        await self.comfy.start()
+        if self.slots is not None and self.arbiter is not None:
+            await self.slots.start()
+            await self.arbiter.start()
+        if self.config.mqtt.enabled:
+            from .mqtt_bridge import MqttBridge  # paho is only imported when MQTT is on
+
+            self.mqtt = MqttBridge(self.config, self.hub, self.commands)
+            await self.mqtt.start()
+
+    async def stop(self) -> None:
+        if self.mqtt is not None:
+            await self.mqtt.stop()
+        if self.arbiter is not None:
+            await self.arbiter.stop()
+        if self.slots is not None:
+            await self.slots.stop()
+        await self.comfy.stop()
+        if self.session is not None:
+            await self.session.close()
+
+
+def create_app(config: Config) -> web.Application:
+    bridge = Bridge(config)
+    app = make_app(config.server.token, config.server.max_body_bytes)
+    app[BRIDGE_KEY] = bridge
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await bridge.start()
+        yield
+        await bridge.stop()
+
+    routes_comfyui.setup(app)
+    routes_openai.setup(app)
+    routes_cache.setup(app, bridge.cache)
+    routes_events.setup(app, bridge.hub, config.server.sse_ping_interval)
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGINT/SIGTERM, then stop cleanly (MQTT says offline, slots are left as they are)."""
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port)
+    await site.start()
+    _LOGGER.info("hal0-bridge listening on http://%s:%s", config.server.host, config.server.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,147 @@
+"""One dispatcher for every command, whoever sends it (REST route, MQTT topic, MQTT request).
+
+Body validation and the order of checks live here once, so ``POST /api/comfyui/switchover`` and
+``hal0/comfyui/mode/set`` can never disagree. Every method returns plain JSON-able data or raises
+:class:`~hal0_bridge.errors.ApiError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import __version__, errors
+from .arbiter import Arbiter
+from .catalogue import Catalogue
+from .comfyui import ComfyUI
+from .comfyui_client import ComfyUIError
+from .config import Config
+from .errors import ApiError
+from .generation import ImageService
+from .image_request import parse as parse_image_request
+from .snapshot import StatusHub
+
+MODES = ("generation", "inference")
+SWITCH_FIELDS = frozenset({"mode", "force", "pin"})
+
+
+def parse_switch_body(body: Any) -> tuple[str, bool, bool | None]:
+    """``{mode, force?, pin?}``; anything else is 422 ``comfyui.invalid_mode`` naming the field."""
+    if not isinstance(body, dict):
+        raise ApiError(errors.INVALID_MODE, "body must be a JSON object like {\"mode\": \"generation\"}")
+    unknown = sorted(set(body) - SWITCH_FIELDS)
+    if unknown:
+        raise ApiError(errors.INVALID_MODE, f"unknown field {unknown[0]!r}", param=unknown[0])
+    mode = body.get("mode")
+    if mode not in MODES:
+        raise ApiError(
+            errors.INVALID_MODE,
+            f"mode must be \"generation\" or \"inference\", got {mode!r}",
+            param="mode",
+            details={"allowed": list(MODES)},
+        )
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise ApiError(errors.INVALID_MODE, "force must be true or false", param="force")
+    pin = body.get("pin")
+    if pin is not None and not isinstance(pin, bool):
+        raise ApiError(errors.INVALID_MODE, "pin must be true or false", param="pin")
+    if pin and mode != "generation":
+        raise ApiError(errors.INVALID_MODE, "pin only applies to generation mode", param="pin")
+    return mode, force, pin
+
+
+def parse_pin_body(body: Any) -> bool:
+    if not isinstance(body, dict) or not isinstance(body.get("pinned"), bool) or set(body) - {"pinned"}:
+        raise ApiError(errors.INVALID_PIN, "body must be {\"pinned\": true} or {\"pinned\": false}", param="pinned")
+    return body["pinned"]
+
+
+class Commands:
+    def __init__(
+        self,
+        config: Config,
+        hub: StatusHub,
+        catalogue: Catalogue,
+        images: ImageService,
+        comfy: ComfyUI,
+        arbiter: Arbiter | None,
+    ) -> None:
+        self._config = config
+        self._hub = hub
+        self._catalogue = catalogue
+        self._images = images
+        self._comfy = comfy
+        self._arbiter = arbiter
+
+    def info(self) -> dict[str, Any]:
+        """Who this bridge is and what it can do; never secrets (it is served without auth)."""
+        capabilities = ["images", "events"]
+        if self._arbiter is not None:
+            capabilities.append("arbiter")
+        if self._config.mqtt.enabled:
+            capabilities.append("mqtt")
+        server = self._config.server
+        return {
+            "name": "hal0-bridge",
+            "version": __version__,
+            "node_id": self._config.node_id,
+            "api_url": server.public_url or f"http://{server.host}:{server.port}",
+            "auth_required": bool(server.token),
+            "models": self.models(),
+            "capabilities": capabilities,
+            "mqtt": {"enabled": self._config.mqtt.enabled, "base_topic": self._config.mqtt.base_topic},
+        }
+
+    def models(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": spec.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "hal0",
+                "aliases": list(spec.aliases),
+                "description": spec.description,
+                "size": f"{spec.size[0]}x{spec.size[1]}" if spec.size else self._config.image.default_size,
+                "steps": spec.steps,
+            }
+            for spec in self._catalogue.models()
+        ]
+
+    async def status(self) -> dict[str, Any]:
+        return self._hub.status.to_dict()
+
+    async def switchover(self, body: Any, *, trigger: str = "api") -> tuple[int, dict[str, Any]]:
+        mode, force, pin = parse_switch_body(body)
+        if self._arbiter is not None:
+            return await self._arbiter.request_switch(mode, force=force, pin=pin, trigger=trigger)
+        # No arbiter: ComfyUI is the only GPU user, so the mode is always generation (see README).
+        if mode == self._hub.status.mode:
+            return 200, {"status": "noop", "mode": mode}
+        queue = self._hub.status.queue
+        if mode == "inference" and not force and queue.running + queue.pending:
+            raise ApiError(
+                errors.BUSY,
+                "ComfyUI is rendering; pass force to drop its renders",
+                details={"running": queue.running, "pending": queue.pending},
+            )
+        raise ApiError(errors.ARBITER_UNAVAILABLE, "no img slot is configured, so there is no GPU arbiter")
+
+    async def pin(self, body: Any) -> dict[str, Any]:
+        pinned = parse_pin_body(body)
+        if self._arbiter is None:
+            raise ApiError(errors.ARBITER_UNAVAILABLE, "no img slot is configured, so there is no GPU arbiter")
+        return {"pinned": await self._arbiter.set_pin(pinned)}
+
+    async def generate(self, body: Any) -> dict[str, Any]:
+        request = parse_image_request(body, self._catalogue, self._config.image)
+        return await self._images.generate(request)
+
+    async def cancel(self) -> dict[str, Any]:
+        """Drop pending renders and interrupt the running one (what "cancel renders" means in ComfyUI)."""
+        queue = self._hub.status.queue
+        try:
+            await self._comfy.client.clear_queue()
+            await self._comfy.client.interrupt()
+        except ComfyUIError as err:
+            raise err.to_api_error() from err
+        return {"status": "cancelled", "dropped_pending": queue.pending, "interrupted": queue.running}
