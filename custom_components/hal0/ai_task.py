@@ -1,0 +1,56 @@
+"""AI Task entity: Home Assistant's ``ai_task.generate_image`` rendered by the bridge's GPU.
+
+Thin on purpose: the task's instructions become one image request; Home Assistant stores the PNG
+bytes in its media library.
+"""
+
+from __future__ import annotations
+
+from homeassistant.components import ai_task, conversation
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.entity import EntityDescription
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .api import Hal0Error
+from .const import DOMAIN
+from .coordinator import Hal0ConfigEntry
+from .entity import Hal0Entity
+from .helpers import translate_error
+
+PARALLEL_UPDATES = 0
+
+IMAGE_GENERATOR = EntityDescription(key="ai_task", translation_key="ai_task")
+
+
+async def async_setup_entry(
+    hass: HomeAssistant, entry: Hal0ConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
+) -> None:
+    coordinator = entry.runtime_data
+    if "images" in coordinator.info.capabilities and coordinator.info.models:
+        async_add_entities([Hal0AITaskEntity(coordinator, IMAGE_GENERATOR)])
+
+
+class Hal0AITaskEntity(Hal0Entity, ai_task.AITaskEntity):
+    """Generates images with the bridge's default model (the bridge switches the GPU as needed)."""
+
+    _attr_supported_features = ai_task.AITaskEntityFeature.GENERATE_IMAGE
+
+    async def _async_generate_image(
+        self, task: ai_task.GenImageTask, chat_log: conversation.ChatLog
+    ) -> ai_task.GenImageTaskResult:
+        try:
+            result = await self.coordinator.client.generate_image(task.instructions, response_format="b64_json")
+        except Hal0Error as err:
+            raise translate_error(err, self.coordinator) from err
+        if not result.images:
+            raise HomeAssistantError(translation_domain=DOMAIN, translation_key="no_image")
+        width, height = result.width_height
+        return ai_task.GenImageTaskResult(
+            image_data=result.images[0],
+            conversation_id=chat_log.conversation_id,
+            mime_type="image/png",
+            width=width,
+            height=height,
+            model=result.model,
+        )

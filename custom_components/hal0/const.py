@@ -1,0 +1,49 @@
+"""Constants for the hal0 integration.
+
+The integration has no user-tunable timeouts; these are the named values every I/O path uses, kept in
+one place so none are sprinkled through the code.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+import logging
+from typing import Final
+
+DOMAIN: Final = "hal0"
+LOGGER = logging.getLogger(__package__)
+
+DEFAULT_PORT: Final = 8080
+
+# Polling is the fallback while the /api/events stream is down; with the stream up nothing polls.
+POLL_INTERVAL: Final = timedelta(seconds=10)
+# Short REST calls (status, info, switchover, pin, cancel).
+REQUEST_TIMEOUT: Final = 10.0
+# Opening the event stream; reading it may pause as long as the bridge sends no `: ping`.
+STREAM_CONNECT_TIMEOUT: Final = 10.0
+STREAM_READ_TIMEOUT: Final = 90.0
+# An image request may first switch the GPU to generation, then render (bridge render_timeout 300 s).
+GENERATE_TIMEOUT: Final = 900.0
+
+MODES: Final = ("inference", "generation")
+ENGINE_STATES: Final = ("generating", "running", "starting", "stopped")
+CONTAINER_STATES: Final = ("running", "exited", "absent")
+
+# service actions
+SERVICE_SWITCHOVER: Final = "switchover"
+SERVICE_GENERATE_IMAGE: Final = "generate_image"
+ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
+ATTR_MODE: Final = "mode"
+ATTR_FORCE: Final = "force"
+ATTR_PIN: Final = "pin"
+ATTR_PROMPT: Final = "prompt"
+ATTR_MODEL: Final = "model"
+ATTR_SIZE: Final = "size"
+ATTR_N: Final = "n"
+ATTR_SEED: Final = "seed"
+ATTR_STEPS: Final = "steps"
+ATTR_CFG: Final = "cfg"
+ATTR_NEGATIVE_PROMPT: Final = "negative_prompt"
+
+# Home Assistant bus event fired for every bridge event (switch_started, image_generated, ...).
+EVENT_HAL0: Final = "hal0_event"

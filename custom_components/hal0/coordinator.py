@@ -1,0 +1,173 @@
+"""The coordinator: owns all I/O with one bridge.
+
+Push first: a background task follows ``/api/events`` and feeds every ``status`` snapshot straight
+into the entities, with no polling while the stream is up. When the stream breaks the coordinator
+polls ``/api/comfyui/status`` every ``POLL_INTERVAL`` instead, and each successful poll tries the
+stream again, so it reconnects by itself. Entities go unavailable only when polling fails too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+import time
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+
+from .api import BridgeInfo, Hal0ApiError, Hal0AuthError, Hal0Client, Hal0Error, SseEvent, Status
+from .const import DOMAIN, EVENT_HAL0, LOGGER, POLL_INTERVAL
+
+type Hal0ConfigEntry = ConfigEntry[Hal0Coordinator]
+
+
+@dataclass(frozen=True, slots=True)
+class LastImage:
+    """The newest image the bridge generated, from any client (SSE ``image_generated``)."""
+
+    url: str
+    model: str | None
+    seed: int | None
+    prompt_id: str | None
+    time: float
+
+
+class Hal0Coordinator(DataUpdateCoordinator[Status]):
+    """Status of one bridge, pushed over SSE with polling as the fallback."""
+
+    config_entry: Hal0ConfigEntry
+    info: BridgeInfo
+
+    def __init__(self, hass: HomeAssistant, entry: Hal0ConfigEntry) -> None:
+        self.client = Hal0Client(
+            async_get_clientsession(hass),
+            entry.data[CONF_HOST],
+            entry.data[CONF_PORT],
+            entry.data.get(CONF_TOKEN),
+        )
+        self.last_image: LastImage | None = None
+        self._stream_task: asyncio.Task[None] | None = None
+        # False only during the poll right after the stream broke, so a bridge whose stream fails at
+        # once is retried at the polling pace, not in a tight loop.
+        self._resume_stream = True
+        super().__init__(hass, LOGGER, config_entry=entry, name=DOMAIN, update_interval=POLL_INTERVAL)
+
+    @property
+    def streaming(self) -> bool:
+        """True while the event stream is being followed (push mode, nothing polls)."""
+        return self._stream_task is not None and self.update_interval is None
+
+    async def _async_setup(self) -> None:
+        """Once per setup: the bridge must be the one configured, and the token must be accepted."""
+        try:
+            self.info = await self.client.info()
+            await self.client.check_auth()
+        except Hal0AuthError as err:
+            raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="invalid_auth") from err
+        except Hal0Error as err:
+            raise UpdateFailed(
+                translation_domain=DOMAIN, translation_key="cannot_connect", translation_placeholders={"error": str(err)}
+            ) from err
+        if self.info.node_id != self.config_entry.unique_id:
+            raise ConfigEntryError(
+                translation_domain=DOMAIN,
+                translation_key="node_mismatch",
+                translation_placeholders={"expected": str(self.config_entry.unique_id), "actual": self.info.node_id},
+            )
+
+    async def _async_update_data(self) -> Status:
+        """One poll; a successful poll while the stream is down starts the stream again."""
+        try:
+            status = await self.client.status()
+        except Hal0Error as err:
+            raise UpdateFailed(
+                translation_domain=DOMAIN, translation_key="cannot_connect", translation_placeholders={"error": str(err)}
+            ) from err
+        if self._stream_task is None and self._resume_stream:
+            self._start_stream()
+        return status
+
+    @callback
+    def _start_stream(self) -> None:
+        self._stream_task = self.config_entry.async_create_background_task(
+            self.hass, self._follow_stream(), f"{DOMAIN} {self.config_entry.title} events"
+        )
+
+    async def _follow_stream(self) -> None:
+        """Follow the event stream until it ends, then fall back to polling at once."""
+        try:
+            async for event in self.client.events():
+                if self.update_interval is not None:
+                    LOGGER.debug("Event stream of %s connected; push updates on", self.config_entry.title)
+                    self.update_interval = None  # push: nothing to poll while the stream is up
+                self._handle_event(event)
+        except Hal0Error as err:
+            LOGGER.debug("Event stream of %s broke: %s", self.config_entry.title, err)
+        self._stream_task = None
+        self.update_interval = POLL_INTERVAL
+        if self.hass.is_stopping:
+            return
+        # Poll now: if the bridge is gone the entities go unavailable (with one log line).
+        self._resume_stream = False
+        try:
+            await self.async_refresh()
+        finally:
+            self._resume_stream = True
+
+    @callback
+    def _handle_event(self, event: SseEvent) -> None:
+        if event.event == "status":
+            self.async_set_updated_data(Status.from_dict(event.data))
+            return
+        if event.event == "image_generated":
+            urls = [u for u in event.data.get("urls") or [] if isinstance(u, str)]
+            if urls:
+                self.record_image(
+                    self.client.url(urls[-1]),
+                    model=event.data.get("model"),
+                    seed=event.data.get("seed"),
+                    prompt_id=event.data.get("prompt_id"),
+                    when=event.data.get("time"),
+                )
+        self.hass.bus.async_fire(
+            EVENT_HAL0, {"config_entry_id": self.config_entry.entry_id, "node_id": self.info.node_id, **event.data}
+        )
+
+    @callback
+    def record_image(
+        self,
+        url: str,
+        *,
+        model: Any = None,
+        seed: Any = None,
+        prompt_id: Any = None,
+        when: Any = None,
+    ) -> None:
+        """Remember the newest image (from the stream or from our own action) and tell the entities."""
+        if self.last_image is not None and self.last_image.url == url:
+            return
+        self.last_image = LastImage(
+            url=url,
+            model=model if isinstance(model, str) else None,
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            prompt_id=prompt_id if isinstance(prompt_id, str) else None,
+            time=float(when) if isinstance(when, (int, float)) and not isinstance(when, bool) else time.time(),
+        )
+        self.async_update_listeners()
+
+    async def async_shutdown(self) -> None:
+        """Stop following the stream when the entry unloads."""
+        await super().async_shutdown()
+        if self._stream_task is not None:
+            self._stream_task.cancel()
+            self._stream_task = None
+
+
+def api_error_placeholders(err: Hal0ApiError) -> dict[str, str]:
+    """What a translated error shows: the bridge's code and its own message."""
+    return {"code": err.code, "message": err.message}

@@ -1,0 +1,114 @@
+"""Sensors: engine state, render queue, GPU (GTT) and RAM memory, render progress, idle-restore."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import PERCENTAGE, EntityCategory, UnitOfInformation
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
+
+from .api import Status
+from .const import CONTAINER_STATES, ENGINE_STATES
+from .coordinator import Hal0ConfigEntry
+from .entity import Hal0Entity
+
+PARALLEL_UPDATES = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hal0SensorDescription(SensorEntityDescription):
+    value_fn: Callable[[Status], str | int | float | datetime | None]
+
+
+def _enum(value: str, options: tuple[str, ...]) -> str | None:
+    return value if value in options else None
+
+
+def _memory(key: str, **kwargs: object) -> Hal0SensorDescription:
+    """A byte gauge shown in GiB (the bridge reports bytes)."""
+    return Hal0SensorDescription(
+        key=key,
+        translation_key=key,
+        device_class=SensorDeviceClass.DATA_SIZE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfInformation.BYTES,
+        suggested_unit_of_measurement=UnitOfInformation.GIBIBYTES,
+        suggested_display_precision=1,
+        value_fn=lambda s: getattr(s.memory, key),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+SENSORS: tuple[Hal0SensorDescription, ...] = (
+    Hal0SensorDescription(
+        key="engine",
+        translation_key="engine",
+        device_class=SensorDeviceClass.ENUM,
+        options=list(ENGINE_STATES),
+        value_fn=lambda s: _enum(s.engine, ENGINE_STATES),
+    ),
+    Hal0SensorDescription(
+        key="container",
+        translation_key="container",
+        device_class=SensorDeviceClass.ENUM,
+        options=list(CONTAINER_STATES),
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: _enum(s.container, CONTAINER_STATES),
+    ),
+    Hal0SensorDescription(
+        key="queue_running",
+        translation_key="queue_running",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda s: s.queue_running,
+    ),
+    Hal0SensorDescription(
+        key="queue_pending",
+        translation_key="queue_pending",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda s: s.queue_pending,
+    ),
+    _memory("gtt_used"),
+    _memory("gtt_total", entity_category=EntityCategory.DIAGNOSTIC),
+    _memory("ram_used"),
+    _memory("ram_total", entity_category=EntityCategory.DIAGNOSTIC),
+    Hal0SensorDescription(
+        key="progress",
+        translation_key="progress",
+        native_unit_of_measurement=PERCENTAGE,
+        suggested_display_precision=0,
+        # 0 when nothing renders, so graphs and conditions need no "unknown" case
+        value_fn=lambda s: s.progress.percent if s.progress else 0,
+    ),
+    Hal0SensorDescription(
+        key="idle_restore_at",
+        translation_key="idle_restore_at",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda s: dt_util.utc_from_timestamp(s.idle_restore_at) if s.idle_restore_at else None,
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant, entry: Hal0ConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
+) -> None:
+    async_add_entities(Hal0Sensor(entry.runtime_data, d) for d in SENSORS)
+
+
+class Hal0Sensor(Hal0Entity, SensorEntity):
+    entity_description: Hal0SensorDescription
+
+    @property
+    def native_value(self) -> str | int | float | datetime | None:
+        return self.entity_description.value_fn(self.coordinator.data)
