@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -44,7 +44,7 @@ OUTPUT_NODES: frozenset[str] = frozenset(
 MAX_REPEAT_LENGTH = 1_000_000  # items or characters produced by `*` on a sequence
 MAX_POWER_BITS = 4096  # bit size of an integer produced by `**`
 
-SAMPLE_PROMPT = 'hal0 sample prompt "quoted" {{ braces }} \\ end'
+SAMPLE_PROMPTS = ('hal0 sample "quoted" {{ braces }} \\ end', "Other Sample Prompt\n{% raw %}")
 SAMPLE_SIZE = (512, 512)
 
 
@@ -152,7 +152,10 @@ class _TemplateLoader(BaseLoader):
     def list_templates(self) -> list[str]:
         names: set[str] = set()
         for _, root in self.roots:
-            names.update(n.name for n in root.iterdir() if n.is_file() and n.name.endswith(".j2"))
+            try:
+                names.update(n.name for n in root.iterdir() if n.is_file() and n.name.endswith(".j2"))
+            except OSError:
+                continue  # a user folder removed while running: list what is left
         return sorted(names)
 
 
@@ -208,7 +211,11 @@ class WorkflowRenderer:
         return graph
 
     def check(self, template: str, spec: ModelSpec | None = None) -> None:
-        """Render with sample parameters (start-up fail-fast); also insists the template uses the prompt."""
+        """Render with sample parameters (start-up fail-fast); also insists the graph depends on the prompt.
+
+        Two hostile sample prompts are rendered: both must give valid graphs, and the graphs must differ,
+        or the template ignores ``{{ prompt }}`` (however it transforms it).
+        """
         spec = spec or ModelSpec(
             name="sample",
             template=template,
@@ -220,19 +227,32 @@ class WorkflowRenderer:
             size=None,
         )
         width, height = spec.size or SAMPLE_SIZE
-        params = build_params(
-            spec,
-            prompt=SAMPLE_PROMPT,
-            negative_prompt="sample negative",
-            seed=1,
-            width=width,
-            height=height,
-            batch_size=1,
-            filename_prefix="hal0/check",
-        )
-        graph = self.render(template, params)
-        if not any(SAMPLE_PROMPT in value for value in _string_inputs(graph)):
-            raise _invalid(template, "the graph never uses {{ prompt }} as an input", "prompt_unused")
+        graphs = [
+            self.render(
+                template,
+                build_params(
+                    spec,
+                    prompt=prompt,
+                    negative_prompt="sample negative",
+                    seed=1,
+                    width=width,
+                    height=height,
+                    batch_size=1,
+                    filename_prefix="hal0/check",
+                ),
+            )
+            for prompt in SAMPLE_PROMPTS
+        ]
+        if graphs[0] == graphs[1]:
+            raise _invalid(template, "the graph never uses {{ prompt }}", "prompt_unused")
+
+    def check_models(self, specs: Iterable[ModelSpec]) -> None:
+        """:meth:`check` every model's template; a failure is a ``ConfigError`` naming the model's key."""
+        for spec in specs:
+            try:
+                self.check(spec.template, spec)
+            except ApiError as err:
+                raise ConfigError(f"models.{spec.name}.template: {err.message}") from None
 
     def _render_text(self, template: str, filename: str, params: Mapping[str, Any]) -> str:
         try:
@@ -347,9 +367,3 @@ def _find_cycle(graph: dict[str, Any]) -> str | None:
                 stack.append((child, _links(graph[child])))
     return None
 
-
-def _string_inputs(graph: dict[str, Any]) -> Iterator[str]:
-    for node in graph.values():
-        for value in node["inputs"].values():
-            if isinstance(value, str):
-                yield value

@@ -300,7 +300,11 @@ def test_builtin_graph_has_the_shape_of_the_captured_comfyui_example(renderer: W
 
     def shape(g: dict[str, Any]) -> dict[str, Any]:
         return {
-            node_id: (node["class_type"], sorted(node["inputs"]), {k: v for k, v in node["inputs"].items() if isinstance(v, list)})
+            node_id: (
+                node["class_type"],
+                sorted(node["inputs"]),
+                {name: value for name, value in node["inputs"].items() if isinstance(value, list)},
+            )
             for node_id, node in g.items()
         }
 
@@ -367,7 +371,9 @@ SANDBOX_ESCAPES = [
 
 
 @pytest.mark.parametrize("body", SANDBOX_ESCAPES)
-def test_sandbox_escape_in_a_user_template_is_workflow_invalid(tmp_renderer: WorkflowRenderer, tmp_path: Path, body: str) -> None:
+def test_sandbox_escape_in_a_user_template_is_workflow_invalid(
+    tmp_renderer: WorkflowRenderer, tmp_path: Path, body: str
+) -> None:
     write(tmp_path, "evil", '{"9": {"class_type": "SaveImage", "inputs": {"x": ' + body + "}}}")
     err = invalid(tmp_renderer, "evil")
     assert err.status == 422
@@ -384,6 +390,7 @@ def test_huge_range_in_a_user_template_is_workflow_invalid(tmp_renderer: Workflo
 
 NODE_SAVE = '"9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "x", "images": ["8", 0]}}'
 NODE_DECODE = '"8": {"class_type": "VAEDecode", "inputs": {}}'
+SAVE_WITH_LINK = '{' + NODE_DECODE + ', "9": {"class_type": "SaveImage", "inputs": {"images": %s}}}'
 
 
 @pytest.mark.parametrize(
@@ -393,7 +400,7 @@ NODE_DECODE = '"8": {"class_type": "VAEDecode", "inputs": {}}'
         ('{"a": 1,\n  {{ prompt }\n}', "syntax_error", "syntax error at line 2"),
         ("{% for x in y %}", "syntax_error", "syntax error"),
         ('{"9": }', "invalid_json", "not valid JSON"),
-        ('{"6": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{ prompt }}"}}}', "invalid_json", "not valid JSON"),
+        ('{"6": {"class_type": "X", "inputs": {"text": "{{ prompt }}"}}}', "invalid_json", "not valid JSON"),
         ("{{ nope }}", "undefined", "'nope' is undefined"),
         ("{{ prompt.nope }}", "undefined", "nope"),
         ("{{ 1 / 0 }}", "render_error", "ZeroDivisionError"),
@@ -407,11 +414,18 @@ NODE_DECODE = '"8": {"class_type": "VAEDecode", "inputs": {}}'
         ('{"9": {"class_type": "SaveImage"}}', "bad_node", "'9' has no inputs object"),
         ('{"9": {"class_type": "SaveImage", "inputs": []}}', "bad_node", "'9' has no inputs object"),
         ("{" + NODE_SAVE + "}", "dangling_link", "links to missing node '8'"),
-        ("{" + NODE_DECODE + ', "9": {"class_type": "SaveImage", "inputs": {"images": [8, 0]}}}', "bad_link", "not a link"),
-        ("{" + NODE_DECODE + ', "9": {"class_type": "SaveImage", "inputs": {"images": ["8"]}}}', "bad_link", "not a link"),
-        ("{" + NODE_DECODE + ', "9": {"class_type": "SaveImage", "inputs": {"images": ["8", -1]}}}', "bad_link", "not a link"),
-        ("{" + NODE_DECODE + ', "9": {"class_type": "SaveImage", "inputs": {"images": ["8", true]}}}', "bad_link", "not a link"),
+        *(
+            (SAVE_WITH_LINK % link, "bad_link", "not a link")
+            for link in ("[8, 0]", '["8"]', '["8", -1]', '["8", true]', '["8", 0, 1]')
+        ),
         ('{"8": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0]}}, ' + NODE_SAVE + "}", "cycle", "cycle"),
+        (
+            '{"7": {"class_type": "A", "inputs": {"x": ["8", 0]}}, "8": {"class_type": "B", "inputs": {"y": ["7", 0]}}, '
+            + NODE_SAVE
+            + "}",
+            "cycle",
+            "cycle",
+        ),
         ('{"8": {"class_type": "VAEDecode", "inputs": {}}}', "no_output", "no output node"),
     ],
 )
@@ -464,7 +478,9 @@ def test_template_that_is_not_utf8_is_workflow_invalid(tmp_renderer: WorkflowRen
 
 
 def test_include_of_a_user_partial_renders_json_safely(tmp_renderer: WorkflowRenderer, tmp_path: Path) -> None:
-    (tmp_path / "save.part.j2").write_text('"9": {"class_type": "SaveImage", "inputs": {"filename_prefix": {{ prompt }}, "images": ["8", 0]}}')
+    (tmp_path / "save.part.j2").write_text(
+        '"9": {"class_type": "SaveImage", "inputs": {"filename_prefix": {{ prompt }}, "images": ["8", 0]}}'
+    )
     write(tmp_path, "whole", '{"8": {"class_type": "VAEDecode", "inputs": {}}, {% include "save.part.j2" %}}')
     graph = tmp_renderer.render("whole", params(prompt='"}}, "x": {"'))
     assert graph["9"]["inputs"]["filename_prefix"] == '"}}, "x": {"'
@@ -494,3 +510,18 @@ def test_check_rejects_a_broken_template(tmp_renderer: WorkflowRenderer, tmp_pat
     with pytest.raises(ApiError) as caught:
         tmp_renderer.check("broken")
     assert caught.value.error is errors.WORKFLOW_INVALID
+
+
+def test_check_accepts_a_template_that_transforms_the_prompt(tmp_renderer: WorkflowRenderer, tmp_path: Path) -> None:
+    write(tmp_path, "shouty", USER_TEMPLATE.replace("{{ prompt }}", '{{ "masterpiece, " ~ prompt | upper }}'))
+    tmp_renderer.check("shouty")
+
+
+def test_check_models_accepts_the_builtin_catalogue(renderer: WorkflowRenderer) -> None:
+    renderer.check_models(BUILTIN_MODELS)
+
+
+def test_check_models_names_the_model_whose_template_is_broken(renderer: WorkflowRenderer) -> None:
+    broken = ModelSpec("mine", "no-such-template", "x.safetensors", 20, 7.0, "euler", "normal", None)
+    with pytest.raises(ConfigError, match=r"models\.mine\.template: workflow template 'no-such-template': template not"):
+        renderer.check_models([*BUILTIN_MODELS, broken])
