@@ -59,9 +59,6 @@ class Hal0ConfigFlow(ConfigFlow, domain=DOMAIN):
         except Hal0Error as err:
             LOGGER.debug("Cannot connect to hal0 bridge at %s:%s: %s", host, port, err)
             return None, {"base": "cannot_connect"}
-        except Exception:  # noqa: BLE001 - a config flow must never crash on a strange server
-            LOGGER.exception("Unexpected error talking to %s:%s", host, port)
-            return None, {"base": "unknown"}
         return info, {}
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:

@@ -1,0 +1,162 @@
+"""Fixtures for the Home Assistant tests: a real hal0 bridge on a loopback port, no mocked client.
+
+The bridge runs in the test's own event loop (aiohttp ``AppRunner`` + ``TCPSite``), so Home
+Assistant talks to it over a real socket; ``socket_enabled`` lifts the harness's socket ban.
+The full bridge has real process slots: the ComfyUI stand-in as the img slot and the llama.cpp
+stand-in as an LLM slot, so switchovers really stop and start processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+import socket
+import sys
+from typing import Any
+
+from aiohttp import web
+import pytest
+
+import custom_components.hal0  # noqa: F401  # must be imported before `hass`, or IntegrationNotFound
+from custom_components.hal0.const import DOMAIN
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+TOKEN = "test-token-0123456789"
+NODE_ID = "testnode"
+# How long a test waits for something the bridge does in the background (a switchover stops and
+# starts real processes). Only a bound against hanging, never an assertion about speed.
+WAIT_S = 60.0
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Every test may load custom_components.hal0."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningBridge:
+    """A real bridge app served on 127.0.0.1; ``stop``/``start`` keep the port, like a daemon restart."""
+
+    raw_config: dict[str, Any]
+    host: str = "127.0.0.1"
+    port: int = 0
+    runner: web.AppRunner | None = None
+
+    @property
+    def token(self) -> str:
+        return self.raw_config.get("server", {}).get("token", "")
+
+    @property
+    def node_id(self) -> str:
+        return self.raw_config["mqtt"]["node_id"]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def app(self) -> web.Application:
+        assert self.runner is not None
+        return self.runner.app
+
+    @property
+    def bridge(self) -> Any:
+        from hal0_bridge.web import BRIDGE_KEY
+
+        return self.app[BRIDGE_KEY]
+
+    def entry_data(self, **overrides: Any) -> dict[str, Any]:
+        return {CONF_HOST: self.host, CONF_PORT: self.port, CONF_TOKEN: self.token} | overrides
+
+    async def start(self) -> None:
+        from hal0_bridge.app import create_app
+        from hal0_bridge.config import build
+
+        if not self.port:
+            self.port = free_port()
+        config = build(self.raw_config | {"server": {**self.raw_config.get("server", {}), "port": self.port}})
+        # a short shutdown grace: open SSE streams would otherwise hold a stop for a minute
+        self.runner = web.AppRunner(create_app(config), shutdown_timeout=0.5, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, self.host, self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+
+def base_config(tmp_path: Path, *, node_id: str = NODE_ID, token: str = TOKEN) -> dict[str, Any]:
+    """A bridge with no slots (no arbiter): ComfyUI is the only GPU user; ComfyUI itself is absent."""
+    state = tmp_path / f"state-{node_id}"
+    return {
+        "server": {"host": "127.0.0.1", "token": token, "state_dir": str(state), "sse_ping_interval": 1.0},
+        "comfyui": {"url": f"http://127.0.0.1:{free_port()}", "probe_interval": 0.2, "probe_timeout": 0.5},
+        "image": {"idle_restore_minutes": 0},
+        "mqtt": {"node_id": node_id},
+    }
+
+
+@pytest.fixture
+async def make_bridge(
+    socket_enabled: None, tmp_path: Path
+) -> AsyncIterator[Callable[..., Coroutine[Any, Any, RunningBridge]]]:
+    """Start bridges on demand (``await make_bridge(node_id=..., token=..., config=...)``); all stop after."""
+    started: list[RunningBridge] = []
+
+    async def _make(*, config: dict[str, Any] | None = None, **kwargs: Any) -> RunningBridge:
+        running = RunningBridge(config or base_config(tmp_path, **kwargs))
+        await running.start()
+        started.append(running)
+        return running
+
+    yield _make
+    for running in started:
+        await running.stop()
+
+
+@pytest.fixture
+async def bridge(make_bridge: Callable[..., Coroutine[Any, Any, RunningBridge]]) -> RunningBridge:
+    """A bridge without slots (no arbiter)."""
+    return await make_bridge()
+
+
+def add_entry(hass: HomeAssistant, running: RunningBridge, **overrides: Any) -> MockConfigEntry:
+    entry = MockConfigEntry(
+        domain=DOMAIN, title=f"hal0 {running.node_id}", unique_id=running.node_id, data=running.entry_data(**overrides)
+    )
+    entry.add_to_hass(hass)
+    return entry
+
+
+async def setup_entry(hass: HomeAssistant, running: RunningBridge, **overrides: Any) -> MockConfigEntry:
+    entry = add_entry(hass, running, **overrides)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    return entry
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    """Wait for a background effect (stream push, process start); fail with ``what`` if it never comes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            pytest.fail(f"never happened: {what}")
+        await asyncio.sleep(0.02)
+
+
+def python() -> str:
+    return sys.executable
