@@ -57,7 +57,11 @@ _LOGGER = logging.getLogger(__name__)
 
 
 class ComfyUI:
-    """Owns the aiohttp session, client, websocket and monitor for one ComfyUI."""
+    """Owns the aiohttp session, client, websocket and monitor for one ComfyUI.
+
+    Everything exists from construction (so other parts can be wired to ``.client`` before the event
+    loop runs); the session and background tasks live between :meth:`start` and :meth:`stop`.
+    """
 
     def __init__(
         self,
@@ -71,71 +75,38 @@ class ComfyUI:
         self.cfg = cfg
         self.hub = hub
         self.client_id = client_id or uuid.uuid4().hex
-        self._sysfs_root = sysfs_root
-        self._img_slot_state = img_slot_state
-        self._session: aiohttp.ClientSession | None = None
-        self._client: ComfyUIClient | None = None
-        self._ws: ComfyWebsocket | None = None
-        self._monitor: EngineMonitor | None = None
+        self.client = ComfyUIClient(None, cfg, self.client_id)
+        self.ws = ComfyWebsocket(self.client, cfg)
+        self.monitor = EngineMonitor(
+            cfg, hub, self.client, self.ws, sysfs_root=sysfs_root, img_slot_state=img_slot_state
+        )
         self._cleanups: set[asyncio.Task[None]] = set()
 
     @property
-    def client(self) -> ComfyUIClient:
-        if self._client is None:
-            raise RuntimeError("ComfyUI.start() has not run")
-        return self._client
-
-    @property
-    def ws(self) -> ComfyWebsocket:
-        if self._ws is None:
-            raise RuntimeError("ComfyUI.start() has not run")
-        return self._ws
-
-    @property
-    def monitor(self) -> EngineMonitor:
-        if self._monitor is None:
-            raise RuntimeError("ComfyUI.start() has not run")
-        return self._monitor
-
-    @property
     def reachable(self) -> bool:
-        return self._monitor is not None and self._monitor.reachable
+        return self.monitor.reachable
 
     def set_img_slot_state(self, hook: SlotStateHook | None) -> None:
         """Late wiring for the arbiter: lets the engine read ``starting`` while the img slot starts."""
-        self._img_slot_state = hook
-        if self._monitor is not None:
-            self._monitor.img_slot_state = hook
-            self._monitor.refresh()
+        self.monitor.img_slot_state = hook
+        self.monitor.refresh()
 
     async def start(self) -> None:
-        if self._session is not None:
+        if self.client.session is not None:
             return
         # no session-wide timeout: every call sets its own from config
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-        self._client = ComfyUIClient(self._session, self.cfg, self.client_id)
-        self._ws = ComfyWebsocket(self._session, self.cfg, self._client)
-        self._monitor = EngineMonitor(
-            self.cfg,
-            self.hub,
-            self._client,
-            self._ws,
-            sysfs_root=self._sysfs_root,
-            img_slot_state=self._img_slot_state,
-        )
-        await self._ws.start()
-        await self._monitor.start()
+        self.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        await self.ws.start()
+        await self.monitor.start()
 
     async def stop(self) -> None:
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
-        if self._monitor is not None:
-            await self._monitor.stop()
-        if self._ws is not None:
-            await self._ws.stop()
-        if self._session is not None:
-            await self._session.close()
-        self._session = self._client = self._ws = self._monitor = None
+        await self.monitor.stop()
+        await self.ws.stop()
+        session, self.client.session = self.client.session, None
+        if session is not None:
+            await session.close()
 
     async def render(self, graph: dict[str, Any], *, timeout: float | None = None) -> RunResult:
         """Submit a graph and follow it to its end.

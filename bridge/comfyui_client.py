@@ -223,10 +223,14 @@ def _rejection_text(error: dict[str, Any], node_errors: dict[str, Any]) -> str:
 
 class ComfyUIClient:
     """Typed calls to one ComfyUI. Stateless apart from the shared session and our ``client_id``
-    (which routes a prompt's websocket messages to our socket)."""
+    (which routes a prompt's websocket messages to our socket).
 
-    def __init__(self, session: aiohttp.ClientSession, cfg: ComfyConfig, client_id: str) -> None:
-        self._session = session
+    ``session`` may be None until the owner's start (the facade exists before the event loop runs);
+    calls without a session fail as :class:`ComfyUnreachable`.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession | None, cfg: ComfyConfig, client_id: str) -> None:
+        self.session = session
         self._cfg = cfg
         self.client_id = client_id
         self._request_timeout = aiohttp.ClientTimeout(
@@ -257,8 +261,10 @@ class ComfyUIClient:
     ) -> tuple[int, Any]:
         """One request; returns (status, parsed body). Transport failures become ComfyUnreachable."""
         url = self._cfg.url + path
+        if self.session is None or self.session.closed:
+            raise ComfyUnreachable(f"{method} {path}: the ComfyUI client is not started", raw={"path": path})
         try:
-            async with self._session.request(
+            async with self.session.request(
                 method, url, json=json_body, params=params, timeout=timeout or self._request_timeout
             ) as resp:
                 body = await resp.read()

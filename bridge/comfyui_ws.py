@@ -147,8 +147,7 @@ class ComfyWebsocket:
     """Keeps ``/ws?clientId=<client_id>`` open and turns its messages into per-prompt outcomes and
     monitor callbacks (queue length, progress, connection state, active prompt)."""
 
-    def __init__(self, session: aiohttp.ClientSession, cfg: ComfyConfig, client: ComfyUIClient) -> None:
-        self._session = session
+    def __init__(self, client: ComfyUIClient, cfg: ComfyConfig) -> None:
         self._cfg = cfg
         self._client = client
         self._trackers: OrderedDict[str, _Tracker] = OrderedDict()
@@ -198,9 +197,12 @@ class ComfyWebsocket:
     async def _run(self) -> None:
         delay = RECONNECT_FIRST_DELAY
         while True:
+            session = self._client.session
             try:
+                if session is None or session.closed:
+                    raise aiohttp.ClientConnectionError("no HTTP session")
                 async with asyncio.timeout(self._cfg.request_timeout):
-                    ws = await self._session.ws_connect(
+                    ws = await session.ws_connect(
                         self.url,
                         heartbeat=self._cfg.ws_silence_timeout,
                         timeout=aiohttp.ClientWSTimeout(ws_close=self._cfg.connect_timeout),

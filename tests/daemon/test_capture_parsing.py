@@ -48,7 +48,7 @@ async def ws():
     """A follower that is never connected: messages are fed in straight from the capture files."""
     cfg = build({}).comfyui
     async with aiohttp.ClientSession() as session:
-        yield ComfyWebsocket(session, cfg, ComfyUIClient(session, cfg, "ca0b3fb88f42417d97e3cf2770d72575"))
+        yield ComfyWebsocket(ComfyUIClient(session, cfg, "ca0b3fb88f42417d97e3cf2770d72575"), cfg)
 
 
 def replay(ws: ComfyWebsocket, name: str, *, step: float = 0.25) -> list[dict[str, Any]]:
