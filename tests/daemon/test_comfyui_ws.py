@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,17 +21,23 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from hal0_bridge.comfyui import ComfyUI
 from hal0_bridge.comfyui_client import (
     ComfyExecutionFailed,
     ComfyInterrupted,
     ComfyLost,
+    ComfyRejected,
     ComfyRenderTimeout,
+    ComfyServerError,
     ComfyUIClient,
+    ComfyUnreachable,
     ImageRef,
     RunResult,
 )
 from hal0_bridge.comfyui_ws import ComfyWebsocket
 from hal0_bridge.config import ComfyConfig, build
+from hal0_bridge.snapshot import StatusHub
+from tests.support.comfyui_standin import ComfyStandIn
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 HANG_GUARD = 30  # bound for waits that must end on their own; never reached unless something hangs
@@ -413,3 +420,151 @@ async def test_wait_results_are_typed(comfy: ScriptedComfy, ws: ComfyWebsocket) 
     pid = await submit(ws)
     await comfy.send(*script("ws_messages_success_10_steps.jsonl"))
     assert isinstance(await ws.wait(pid), RunResult)
+
+
+# == the facade against the ComfyUI stand-in ===========================================================
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def graph(steps: int = 1, seed: int = 42, ckpt: str = "v1-5-pruned-emaonly.safetensors") -> dict[str, Any]:
+    """The recorded standard 7-node graph (prompt_request_example.json) with steps/seed/checkpoint set."""
+    g = json.loads((CAPTURES / "prompt_request_example.json").read_text())["prompt"]
+    g["3"]["inputs"].update(steps=steps, seed=seed)
+    g["4"]["inputs"]["ckpt_name"] = ckpt
+    return g
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[ComfyStandIn]:
+    async with ComfyStandIn() as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def facade(url: str, **overrides: float) -> AsyncIterator[ComfyUI]:
+    comfy = ComfyUI(cfg_for(url, **overrides), StatusHub(), sysfs_root=None)
+    await comfy.start()
+    try:
+        await until(lambda: comfy.ws.connected or comfy.monitor.probes > 0)
+        yield comfy
+    finally:
+        await comfy.stop()
+
+
+@pytest.fixture
+async def comfyui(standin: ComfyStandIn) -> AsyncIterator[ComfyUI]:
+    async with facade(standin.url) as comfy:
+        await until(lambda: comfy.ws.connected)
+        yield comfy
+
+
+async def test_render_returns_saved_pngs(standin: ComfyStandIn, comfyui: ComfyUI) -> None:
+    result = await comfyui.render(graph())
+    assert len(result.images) == 1 and result.images[0].type == "output"
+    assert result.cached is False
+    (png,) = await comfyui.fetch_images(result)
+    assert png.startswith(PNG_SIGNATURE)
+    assert standin.counters.prompts_succeeded == 1
+
+
+async def test_identical_render_comes_back_cached(comfyui: ComfyUI) -> None:
+    first = await comfyui.render(graph(seed=7))
+    again = await comfyui.render(graph(seed=7))
+    assert (first.cached, again.cached) == (False, True)
+    assert again.images == first.images
+
+
+async def test_failing_render_raises_comfyuis_exception(standin: ComfyStandIn, comfyui: ComfyUI) -> None:
+    standin.settings.fail_next_prompts = 1
+    with pytest.raises(ComfyExecutionFailed) as caught:
+        await comfyui.render(graph())
+    api = caught.value.to_api_error()
+    assert (api.status, api.code) == (502, "image.upstream_failed")
+    assert "to have 4 channels" in api.message
+
+
+async def test_rejected_graph_keeps_node_errors(comfyui: ComfyUI) -> None:
+    with pytest.raises(ComfyRejected) as caught:
+        await comfyui.render(graph(ckpt="nope.safetensors"))
+    assert caught.value.node_errors["4"]["errors"][0]["type"] == "value_not_in_list"
+    assert "nope.safetensors" in caught.value.to_api_error().message
+
+
+async def test_plain_text_500_on_submit_is_a_server_error(standin: ComfyStandIn, comfyui: ComfyUI) -> None:
+    standin.settings.post_prompt_500 = 1
+    with pytest.raises(ComfyServerError) as caught:
+        await comfyui.render(graph())
+    assert "Server got itself in trouble" in caught.value.to_api_error().message
+
+
+async def test_render_interrupted_in_comfyui_raises_interrupted(standin: ComfyStandIn, comfyui: ComfyUI) -> None:
+    standin.settings.step_seconds = 0.05
+    render = asyncio.create_task(comfyui.render(graph(steps=400)))
+    await until(lambda: comfyui.ws.progress is not None)
+    await comfyui.client.interrupt()
+    with pytest.raises(ComfyInterrupted):
+        await render
+
+
+async def test_cancelled_render_is_interrupted_in_comfyui(standin: ComfyStandIn, comfyui: ComfyUI) -> None:
+    standin.settings.step_seconds = 0.05
+    render = asyncio.create_task(comfyui.render(graph(steps=400)))
+    await until(lambda: comfyui.ws.progress is not None)
+    render.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await render
+    await standin.wait_idle()
+    assert standin.counters.prompts_interrupted == 1
+    assert standin.counters.prompts_succeeded == 0
+
+
+async def test_cancelled_pending_render_never_runs(standin: ComfyStandIn, comfyui: ComfyUI) -> None:
+    standin.settings.step_seconds = 0.05
+    first = asyncio.create_task(comfyui.render(graph(steps=20, seed=1)))
+    await until(lambda: comfyui.ws.progress is not None)
+    second = asyncio.create_task(comfyui.render(graph(steps=20, seed=2)))
+    await until(lambda: standin.counters.prompts_accepted == 2)
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    await first
+    await standin.wait_idle()
+    assert standin.counters.prompts_started == 1  # the second was deleted from the queue
+
+
+async def test_render_timeout_is_a_504_and_stops_the_prompt(standin: ComfyStandIn, comfyui: ComfyUI) -> None:
+    standin.settings.step_seconds = 0.05
+    with pytest.raises(ComfyRenderTimeout):
+        await comfyui.render(graph(steps=400), timeout=0.3)
+    await standin.wait_idle()
+    assert standin.counters.prompts_interrupted == 1
+
+
+async def test_silent_websocket_render_completes_from_history(standin: ComfyStandIn) -> None:
+    standin.settings.ws_silent = True
+    async with facade(standin.url) as comfy:
+        await until(lambda: comfy.ws.connected)
+        result = await comfy.render(graph())
+    assert len(result.images) == 1
+    assert standin.counters.history_requests >= 1
+
+
+async def test_websocket_dropped_mid_render_still_completes(standin: ComfyStandIn, comfyui: ComfyUI) -> None:
+    standin.settings.step_seconds = 0.02
+    render = asyncio.create_task(comfyui.render(graph(steps=30)))
+    await until(lambda: comfyui.ws.progress is not None)
+    assert await standin.drop_websockets() == 1
+    result = await render
+    assert len(result.images) == 1
+    assert standin.counters.ws_connects >= 2
+
+
+async def test_render_against_no_comfyui_is_unreachable_503() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but never listening: connections are refused
+        async with facade(f"http://127.0.0.1:{port}") as comfy:
+            with pytest.raises(ComfyUnreachable) as caught:
+                await comfy.render(graph())
+    assert caught.value.to_api_error().status == 503
