@@ -48,8 +48,7 @@ class Bridge:
         self.hub = StatusHub()
         self.catalogue = Catalogue.from_config(config)
         self.renderer = WorkflowRenderer(config.image.template_dir)
-        for spec in self.catalogue.models():  # a broken template stops start-up, not a request
-            self.renderer.check(spec.template)
+        self.renderer.check_models(self.catalogue.models())  # a broken template stops start-up
         self.cache = ImageCache(
             config.image.cache_dir,
             max_images=config.image.cache_max_images,

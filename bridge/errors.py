@@ -31,6 +31,7 @@ BODY_TOO_LARGE = _c("request.body_too_large", 413)
 NOT_FOUND = _c("request.not_found", 404, "not_found_error")
 METHOD_NOT_ALLOWED = _c("request.method_not_allowed", 405)
 UNAUTHORIZED = _c("auth.unauthorized", 401, "authentication_error")
+INTERNAL = _c("internal.error", 500, "server_error")
 
 # image generation (OpenAI route)
 PROMPT_REQUIRED = _c("image.prompt_required", 422)

@@ -21,6 +21,7 @@ from .errors import ApiError
 _LOGGER = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN_KEY = web.AppKey("token", str)
+MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
 BRIDGE_KEY: web.AppKey[Any] = web.AppKey("bridge")  # hal0_bridge.app.Bridge; typed loosely to avoid an import cycle
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -44,12 +45,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as err:
         return error_response(err)
-    except web.HTTPRequestEntityTooLarge as exc:
+    except web.HTTPRequestEntityTooLarge:
         return error_response(
             ApiError(
                 errors.BODY_TOO_LARGE,
-                "request body is too large",
-                details={"max_bytes": request.app._client_max_size, "actual_bytes": exc.actual_size},  # noqa: SLF001
+                f"request body is larger than {request.app[MAX_BODY_KEY]} bytes",
+                details={"max_bytes": request.app[MAX_BODY_KEY]},
             )
         )
     except web.HTTPNotFound:
@@ -62,6 +63,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 details={"allowed": sorted(exc.allowed_methods)},
             )
         )
+    except web.HTTPException:
+        raise
+    except Exception:
+        # A bug, not bad input: log it whole, answer in the envelope, keep serving.
+        _LOGGER.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(ApiError(errors.INTERNAL, "internal error; see the bridge log"))
 
 
 def requires_token(request: web.Request) -> bool:
@@ -98,4 +105,5 @@ async def read_json(request: web.Request) -> Any:
 def make_app(token: str, max_body_bytes: int) -> web.Application:
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=max_body_bytes)
     app[TOKEN_KEY] = token
+    app[MAX_BODY_KEY] = max_body_bytes
     return app

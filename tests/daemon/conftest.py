@@ -1,0 +1,56 @@
+"""Shared fixtures for the daemon tests: the ComfyUI stand-in and a bridge app pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from hal0_bridge.app import create_app
+from hal0_bridge.config import Config, build
+from tests.support.comfyui_standin import ComfyStandIn
+
+FAST_COMFYUI = {
+    "connect_timeout": 1.0,
+    "request_timeout": 3.0,
+    "probe_interval": 0.2,
+    "probe_timeout": 0.5,
+    "render_timeout": 20.0,
+    "ws_silence_timeout": 1.0,
+    "history_poll_interval": 0.1,
+}
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[ComfyStandIn]:
+    comfy = ComfyStandIn()
+    await comfy.start()
+    try:
+        yield comfy
+    finally:
+        await comfy.stop()
+
+
+def make_config(tmp_path: Path, comfy_url: str, **sections: dict[str, Any]) -> Config:
+    raw: dict[str, Any] = {
+        "server": {"state_dir": str(tmp_path / "state")},
+        "comfyui": {"url": comfy_url, **FAST_COMFYUI},
+    }
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    return build(raw)
+
+
+@pytest.fixture
+def bridge_config(tmp_path: Path, standin: ComfyStandIn) -> Callable[..., Config]:
+    """``bridge_config(image={...}, server={...})``: a config for the stand-in with fast timeouts."""
+    return lambda **sections: make_config(tmp_path, standin.url, **sections)
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, bridge_config: Callable[..., Config]) -> TestClient:
+    """The bridge app (no slots: renders go straight to the stand-in), as an HTTP test client."""
+    return await aiohttp_client(create_app(bridge_config()))
