@@ -20,7 +20,7 @@ import pytest
 from PIL import Image as PILImage
 
 from tests.support.comfyui_standin import ComfyStandIn, StandInProcess, free_port
-from tests.support.png import make_png, png_size
+from tests.support.png import make_png, png_size, png_text
 
 CAPTURES = Path(__file__).parents[1] / "captures"
 RECEIVE_TIMEOUT = 10.0  # safety net only: no test asserts on timing
@@ -625,6 +625,25 @@ async def test_prefix_with_folder_saves_into_subfolder(comfy, session):
     assert (comfy.output_dir / "hal0" / "img_00001_.png").is_file()
 
 
+async def test_saved_png_carries_prompt_and_workflow_text(comfy, session):
+    body = capture("prompt_ok_client_prompt_id.json")["request"]["body"]
+    ws = await connect(session, comfy)
+    await run(session, comfy, ws, body)
+    text = png_text((comfy.output_dir / "ComfyUI_00001_.png").read_bytes())
+    assert json.loads(text["prompt"]) == body["prompt"]
+    assert json.loads(text["workflow"]) == body["extra_data"]["extra_pnginfo"]["workflow"]
+
+
+async def test_partial_execution_targets_run_only_the_named_output(comfy, session):
+    body = capture("prompt_error_multiple_nodes.json")["request"]["body"]
+    body["prompt"]["3"]["inputs"]["steps"] = 1
+    body["prompt"]["5"]["inputs"]["width"] = 64
+    ws = await connect(session, comfy)
+    prompt_id, _ = await run(session, comfy, ws, {**body, "partial_execution_targets": ["9b"]})
+    outputs = (await get_json(session, f"{comfy.url}/history/{prompt_id}"))[prompt_id]["outputs"]
+    assert list(outputs) == ["9b"]
+
+
 async def test_view_serves_png_with_recorded_headers(comfy, session):
     ws = await connect(session, comfy)
     await run(session, comfy, ws, example_body())
@@ -846,6 +865,12 @@ async def test_process_is_configured_over_http(session):
             status = resp.status
         counters = (await process.state())["counters"]
     assert (status, counters["prompts_submitted"]) == (500, 1)
+
+
+async def test_process_takes_any_setting_from_the_command_line(session):
+    async with StandInProcess(extra_args=["--set", "fail_next_prompts=2", "--set", "loras=[\"x.safetensors\"]"]) as process:
+        state = await process.state()
+    assert (state["settings"]["fail_next_prompts"], state["settings"]["loras"]) == (2, ["x.safetensors"])
 
 
 # --------------------------------------------------------------------------- png helpers

@@ -121,8 +121,12 @@ class StandInSettings:
             current = getattr(self, name)
             if isinstance(current, bool):
                 ok = isinstance(value, bool)
-            elif isinstance(current, (int, float)):
+            elif isinstance(current, int):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+                value = int(value) if ok else value
+            elif isinstance(current, float):
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                value = float(value) if ok else value
             elif isinstance(current, list):
                 ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
             else:
@@ -244,8 +248,11 @@ class Validator:
         self.registry = registry
         self.input_exists = input_exists
 
-    def validate_prompt(self, prompt: dict) -> tuple[bool, dict | None, list[str], dict]:
-        """(valid, error, good_outputs, node_errors) like execution.validate_prompt."""
+    def validate_prompt(self, prompt: dict, targets: list[str] | None = None) -> tuple[bool, dict | None, list[str], dict]:
+        """(valid, error, good_outputs, node_errors) like execution.validate_prompt.
+
+        ``targets`` is the body's ``partial_execution_targets``: only those outputs run.
+        """
         outputs: list[str] = []
         for node_id in prompt:
             node = prompt[node_id]
@@ -254,7 +261,7 @@ class Validator:
             class_type = node["class_type"]
             if not self.registry.exists(class_type):
                 return False, self._invalid_prompt(f"Cannot execute because node {class_type} does not exist.", node_id), [], {}
-            if self.registry.is_output(class_type):
+            if self.registry.is_output(class_type) and (targets is None or node_id in targets):
                 outputs.append(node_id)
         if not outputs:
             return False, _prompt_error("prompt_no_outputs", "Prompt has no outputs"), [], {}
@@ -789,6 +796,7 @@ class Executor:
         self.sigs: dict[str, str] = {}
         self.executed: list[str] = []
         self.inject_failure = False
+        self.extra_pnginfo: dict = {}
 
     # ---- cache (CacheKeySetInputSignature: the key is the node's inputs, recursively)
 
@@ -871,6 +879,12 @@ class Executor:
         if png is not None and not metadata_client:
             self.hub.send_binary(preview_frame(png), client)
 
+    def png_text(self) -> dict[str, str]:
+        """SaveImage's PNG text chunks: ``prompt`` plus every ``extra_pnginfo`` entry (e.g. ``workflow``)."""
+        text = {"prompt": json.dumps(self.prompt)}
+        text.update({key: json.dumps(value) for key, value in self.extra_pnginfo.items()})
+        return text
+
     # ---- time
 
     async def sleep(self, seconds: float) -> None:
@@ -893,6 +907,7 @@ class Executor:
         self.outputs_ui, self.meta, self.progress = {}, {}, {}
         self.interrupt_event.clear()  # nodes.interrupt_processing(False): an idle interrupt is forgotten
         self.hub.client_id = item.extra_data.get("client_id")
+        self.extra_pnginfo = item.extra_data.get("extra_pnginfo") or {}
         self.inject_failure = settings.fail_next_prompts > 0
         if self.inject_failure:
             settings.fail_next_prompts -= 1
@@ -988,7 +1003,12 @@ class Executor:
             name: self._linked_value(value, results) if isinstance(value, list) and len(value) == 2 else value
             for name, value in node["inputs"].items()
         }
-        outputs, ui = await NODE_BEHAVIOURS.get(class_type, _run_passthrough)(self, node_id, inputs)
+        try:
+            outputs, ui = await NODE_BEHAVIOURS.get(class_type, _run_passthrough)(self, node_id, inputs)
+        except (Interrupted, NodeFailure):
+            raise
+        except Exception as ex:  # noqa: BLE001 - any node exception is an execution_error in ComfyUI
+            raise NodeFailure(f"{ex}\n", _full_type_name(type(ex))) from ex
         self.cache[sigs[node_id]] = CachedResult(outputs, ui)
         if ui is not None:
             self._record_ui(node_id, ui)
@@ -1175,7 +1195,8 @@ async def _run_load_image(ex: Executor, node_id: str, inputs: dict) -> tuple[tup
 async def _run_save_image(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """SaveImage: ``<prefix>_00001_.png`` counting up per file, type output (history_done.json)."""
     await ex.sleep(ex.standin.settings.node_seconds)
-    images = await ex.standin.save_images(inputs["images"], str(inputs.get("filename_prefix", "ComfyUI")), "output", ex.prompt)
+    prefix = str(inputs.get("filename_prefix", "ComfyUI"))
+    images = await ex.standin.save_images(inputs["images"], prefix, "output", ex.png_text())
     return (), {"images": images}
 
 
@@ -1183,7 +1204,7 @@ async def _run_preview_image(ex: Executor, node_id: str, inputs: dict) -> tuple[
     """PreviewImage: ``ComfyUI_temp_<5 letters>_00001_.png``, type temp (history_img2img.json)."""
     await ex.sleep(ex.standin.settings.node_seconds)
     suffix = "".join(random.choice(string.ascii_lowercase) for _ in range(5))
-    images = await ex.standin.save_images(inputs["images"], f"ComfyUI_temp_{suffix}", "temp", ex.prompt)
+    images = await ex.standin.save_images(inputs["images"], f"ComfyUI_temp_{suffix}", "temp", ex.png_text())
     return (), {"images": images}
 
 
@@ -1222,7 +1243,7 @@ NODE_BEHAVIOURS: dict[str, Callable] = {
 }
 
 
-def _save_pngs(folder: Path, subfolder: str, filename: str, image: Image, type_: str, prompt: dict) -> list[dict]:
+def _save_pngs(folder: Path, subfolder: str, filename: str, image: Image, type_: str, text: dict[str, str]) -> list[dict]:
     """folder_paths.get_save_image_path + SaveImage.save_images (runs in a thread: disk I/O)."""
     folder.mkdir(parents=True, exist_ok=True)
     counter = 1
@@ -1233,7 +1254,6 @@ def _save_pngs(folder: Path, subfolder: str, filename: str, image: Image, type_:
             if digits.isdigit():
                 counter = max(counter, int(digits) + 1)
     results = []
-    text = {"prompt": json.dumps(prompt)}
     for index in range(image.batch):
         name = f"{filename}_{counter:05}_.png"
         (folder / name).write_bytes(make_png(image.width, image.height, image.seed + index, text))
@@ -1389,14 +1409,14 @@ class ComfyStandIn:
             await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"stand-in drop")
         return len(sockets)
 
-    async def save_images(self, image: Image, prefix: str, type_: str, prompt: dict) -> list[dict]:
+    async def save_images(self, image: Image, prefix: str, type_: str, text: dict[str, str]) -> list[dict]:
         base = self.output_dir if type_ == "output" else self.temp_dir
         normalized = os.path.normpath(prefix)
         subfolder, filename = os.path.dirname(normalized), os.path.basename(normalized)
         folder = (base / subfolder).resolve()
         if os.path.commonpath((str(base.resolve()), str(folder))) != str(base.resolve()):
             raise NodeFailure("**** ERROR: Saving image outside the output folder is not allowed.", "Exception")
-        return await asyncio.to_thread(_save_pngs, folder, subfolder, filename, image, type_, prompt)
+        return await asyncio.to_thread(_save_pngs, folder, subfolder, filename, image, type_, text)
 
     def _queue_updated(self) -> None:
         """server.queue_updated: broadcast ``status`` with queue_remaining."""
@@ -1413,7 +1433,12 @@ class ComfyStandIn:
             got = await self.queue.get()
             if got is not None:
                 item, task_id = got
-                await self._run_item(item, task_id)
+                try:
+                    await self._run_item(item, task_id)
+                except Exception:  # noqa: BLE001 - a stand-in bug must not stop the queue
+                    traceback.print_exc()
+                    self.queue.running.pop(task_id, None)
+                    self._queue_updated()
             self._apply_flags(self.queue.take_flags())
 
     async def _run_item(self, item: QueueItem, task_id: int) -> None:
@@ -1551,7 +1576,7 @@ class ComfyStandIn:
             raise TypeError("prompt must be an object")
         prompt_id = str(body.get("prompt_id", uuid.uuid4()))
         validator = Validator(self.registry(), self._input_exists)
-        valid, error, outputs, node_errors = validator.validate_prompt(prompt)
+        valid, error, outputs, node_errors = validator.validate_prompt(prompt, body.get("partial_execution_targets"))
         extra_data = dict(body.get("extra_data", {}))
         if "client_id" in body:
             extra_data["client_id"] = body["client_id"]
@@ -1880,7 +1905,25 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--startup-delay", type=float, default=0.0, help="sleep this long before listening")
     parser.add_argument("--checkpoints", default=None, help="comma-separated checkpoint file names")
     parser.add_argument("--data-dir", default=None, help="input/output/temp folders (default: a temp dir)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=JSON",
+        help="any StandInSettings field, e.g. --set fail_next_prompts=1 --set 'loras=[\"a.safetensors\"]'",
+    )  # fmt: skip
     return parser.parse_args(argv)
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """``NAME=JSON`` pairs; a value that is not JSON is taken as a string."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set needs NAME=VALUE, got {pair!r}")
+        try:
+            settings[name] = json.loads(raw)
+        except ValueError:
+            settings[name] = raw
+    return settings
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -1889,7 +1932,7 @@ async def _serve(args: argparse.Namespace) -> None:
     checkpoints = args.checkpoints.split(",") if args.checkpoints else None
     standin = ComfyStandIn(
         host=args.host, port=args.port, step_seconds=args.step_seconds, render_seconds=args.render_seconds,
-        checkpoints=checkpoints, data_dir=args.data_dir,
+        checkpoints=checkpoints, data_dir=args.data_dir, **_parse_sets(args.set),
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -1904,7 +1947,12 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    asyncio.run(_serve(_parse_args(argv)))
+    args = _parse_args(argv)
+    try:
+        StandInSettings().update(_parse_sets(args.set))
+    except ValueError as exc:
+        raise SystemExit(f"comfyui_standin: {exc}") from None
+    asyncio.run(_serve(args))
     return 0
 
 
