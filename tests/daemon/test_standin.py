@@ -680,6 +680,13 @@ async def test_free_with_non_json_body_is_plain_500(comfy, session):
         assert await resp.text() == capture("prompt_error_empty_body.json")["response"]
 
 
+async def test_free_sends_no_websocket_message(comfy, session):
+    ws = await connect(session, comfy)
+    async with session.post(f"{comfy.url}/free", json={"unload_models": True, "free_memory": True}):
+        pass
+    assert await remaining_messages(comfy, ws) == capture("ws_messages_after_free.jsonl") == []
+
+
 async def test_free_memory_drops_the_node_cache(comfy, session):
     ws = await connect(session, comfy)
     await run(session, comfy, ws, example_body())

@@ -1115,11 +1115,6 @@ async def _run_turbo_scheduler(ex: Executor, node_id: str, inputs: dict) -> tupl
     return (Opaque("SIGMAS", int(inputs["steps"])),), None
 
 
-async def _run_sampler_select(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
-    return (Opaque("SAMPLER"),), None
-
-
 async def _run_vae_decode(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """A 16-channel latent into a 4-channel VAE fails as in ws_messages_error.jsonl."""
     await ex.sleep(ex.standin.settings.node_seconds)
@@ -1927,17 +1922,22 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    """Listen after ``--startup-delay``, print ``READY <url>``, stop on SIGTERM/SIGINT (also during the delay)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     if args.startup_delay > 0:
-        await asyncio.sleep(args.startup_delay)
+        try:
+            await asyncio.wait_for(stop.wait(), args.startup_delay)
+            return
+        except TimeoutError:
+            pass
     checkpoints = args.checkpoints.split(",") if args.checkpoints else None
     standin = ComfyStandIn(
         host=args.host, port=args.port, step_seconds=args.step_seconds, render_seconds=args.render_seconds,
         checkpoints=checkpoints, data_dir=args.data_dir, **_parse_sets(args.set),
     )  # fmt: skip
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await standin.start()
     print(f"READY {standin.url}", flush=True)
     try:
