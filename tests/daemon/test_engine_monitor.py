@@ -228,15 +228,15 @@ async def test_render_against_a_blackhole_fails_unreachable() -> None:
 async def test_memory_comes_from_comfyui_without_sysfs(standin: ComfyStandIn) -> None:
     standin.settings.vram_total, standin.settings.vram_free = 1000, 400
     standin.settings.ram_total, standin.settings.ram_free = 5000, 1000
-    async with monitored(standin.url) as (_, hub):
-        await until(lambda: hub.status.reachable)
+    async with monitored(standin.url) as (comfy, hub):
+        await until(lambda: comfy.monitor.probes >= 1)
         assert hub.status.memory == Memory(600, 1000, 4000, 5000, "comfyui")
 
 
 async def test_memory_prefers_sysfs_gtt(standin: ComfyStandIn, tmp_path: Path) -> None:
     root = fake_sysfs(tmp_path, {"card0": ("123", "4096")})
-    async with monitored(standin.url, sysfs_root=root) as (_, hub):
-        await until(lambda: hub.status.reachable)
+    async with monitored(standin.url, sysfs_root=root) as (comfy, hub):
+        await until(lambda: comfy.monitor.probes >= 1)
         memory = hub.status.memory
         assert (memory.gtt_used, memory.gtt_total, memory.gtt_source) == (123, 4096, "sysfs")
         assert memory.ram_total == standin.settings.ram_total
