@@ -412,7 +412,7 @@ class Arbiter:
         self._phase(sw, "drain", t)
 
         t = time.monotonic()
-        errors = await self._gather_errors(s.stop() for s in victims)
+        errors = [e for e in await self._gather(s.stop() for s in victims) if e is not None]
         self._phase(sw, "stop", t)
         if errors:
             await self._rollback(sw, saved, f"LLM slot will not stop: {errors[0]}", img_started=False)
@@ -493,23 +493,24 @@ class Arbiter:
     async def _start_all(self, slots: list[Slot], sw: _Switch | None = None) -> list[str]:
         """Launch then await readiness of all ``slots`` in parallel; the problems, one per failed slot."""
         t = time.monotonic()
-        problems = await self._gather_errors(s.launch() for s in slots)
-        started = [s for s in slots if s.error is None]
+        launched = await self._gather(s.launch() for s in slots)
         if sw is not None:
             self._phase(sw, "start", t)
         t = time.monotonic()
-        problems += await self._gather_errors(s.wait_until_ready() for s in started)
+        started = [s for s, res in zip(slots, launched, strict=True) if res is None]
+        ready = await self._gather(s.wait_until_ready() for s in started)
         if sw is not None:
             self._phase(sw, "ready", t)
-        return problems
+        return [str(r) for r in (*launched, *ready) if r is not None]
 
     @staticmethod
-    async def _gather_errors(aws: Any) -> list[str]:
+    async def _gather(aws: Any) -> list[SlotError | None]:
+        """Run slot operations in parallel: None per success, the SlotError per failure (others raise)."""
         results = await asyncio.gather(*aws, return_exceptions=True)
         for res in results:
             if isinstance(res, BaseException) and not isinstance(res, SlotError):
                 raise res
-        return [str(r) for r in results if isinstance(r, SlotError)]
+        return [res if isinstance(res, SlotError) else None for res in results]
 
     # ------------------------------------------------------------------------------ idle-restore
 

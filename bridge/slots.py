@@ -304,8 +304,10 @@ class ProcessBackend:
     async def state(self) -> BackendState:
         if self._alive():
             return BackendState("stopping" if self._stopping else "running")
-        if self.last_exit not in (None, 0) and not self._stopping:
-            return BackendState("failed", f"exited with code {self.last_exit}", self._ever_ran)
+        # the child's returncode is known before the watcher task has run
+        code = self._proc.returncode if self._proc is not None else self.last_exit
+        if code not in (None, 0) and not self._stopping:
+            return BackendState("failed", f"exited with code {code}", self._ever_ran)
         return BackendState("stopped", "", self._ever_ran)
 
     async def close(self) -> None:
@@ -334,6 +336,7 @@ class Slot:
         self.url = url
         self.ready_path = ready_path
         self._op: Literal["starting", "stopping"] | None = None
+        self._epoch = 0  # bumped by every start/stop step, so overlapping polls know they are stale
         self._error: str | None = None
         self._state: SlotStateName = "offline"
         self._container: Container = "absent"
@@ -401,15 +404,25 @@ class Slot:
         return (await self.backend.state()).phase in ("running", "starting")
 
     async def refresh(self) -> SlotStateName:
-        """Re-read backend state (and readiness) into :attr:`state`; notifies on change."""
-        before = (self.state, self._container)
+        """Re-read backend state (and readiness) into :attr:`state`; notifies on change.
+
+        A start or stop in progress owns the state: a poll that began before (or overlaps) one is
+        discarded, so a stale reading can never overwrite what the operation established.
+        """
+        epoch = self._epoch
+        if self._op is not None:
+            return self.state
         bs = await self.backend.state()
+        ready = bs.phase == "running" and await self.probe_ready()
+        if self._op is not None or epoch != self._epoch:
+            return self.state
+        before = (self.state, self._container)
         if bs.phase in ("running", "starting", "stopping"):
             self._container = "running"
         else:
             self._container = "exited" if bs.ever_ran else "absent"
         if bs.phase == "running":
-            if await self.probe_ready():
+            if ready:
                 self._state, self._error = "ready", None
             else:
                 self._state = "error" if self._error else "starting"
@@ -426,6 +439,10 @@ class Slot:
             self.on_change()
         return self.state
 
+    def _begin_op(self, op: Literal["starting", "stopping"] | None) -> None:
+        self._op = op
+        self._epoch += 1
+
     async def drain(self, timeout: float) -> bool:
         """Wait (bounded) until no request is in flight; False when work was still running at the end."""
 
@@ -437,13 +454,14 @@ class Slot:
     async def launch(self) -> None:
         """Start the backend (no-op when already running); the slot shows ``starting`` until
         :meth:`wait_until_ready` ends."""
-        self._op, self._error = "starting", None
+        self._begin_op("starting")
+        self._error = None
         self.on_change()
         try:
             await self.backend.start()
         except SlotError as err:
             self._error = str(err)
-            self._op = None
+            self._begin_op(None)
             await self.refresh()
             self.on_change()
             raise
@@ -456,7 +474,7 @@ class Slot:
             self._error = str(err)
             raise
         finally:
-            self._op = None
+            self._begin_op(None)
             await self.refresh()
             self.on_change()
 
@@ -483,7 +501,7 @@ class Slot:
 
     async def stop(self) -> None:
         """Stop within ``stop_timeout`` (process backend: then SIGKILL, same bound again)."""
-        self._op = "stopping"
+        self._begin_op("stopping")
         self.on_change()
         try:
             await self.backend.stop(self.cfg.stop_timeout)
@@ -492,7 +510,7 @@ class Slot:
             self._error = str(err)
             raise
         finally:
-            self._op = None
+            self._begin_op(None)
             await self.refresh()
             self.on_change()
 

@@ -117,6 +117,7 @@ def build_config(
     logs: dict[str, Path],
     slot_overrides: dict[str, dict[str, Any]] | None = None,
     image: dict[str, Any] | None = None,
+    comfyui: dict[str, Any] | None = None,
 ) -> Config:
     timeouts = {"ready_timeout": 15.0, "stop_timeout": 2.0, "drain_timeout": 2.0, "probe_timeout": 0.5,
                 "poll_interval": 0.2}
@@ -144,7 +145,7 @@ def build_config(
         {
             "server": {"state_dir": str(tmp_path / "state")},
             "comfyui": {"url": f"http://127.0.0.1:{img_port}", "request_timeout": 2.0, "connect_timeout": 1.0,
-                        "probe_interval": 0.1, "probe_timeout": 0.5},
+                        "probe_interval": 0.1, "probe_timeout": 0.5, **(comfyui or {})},
             "image": {"idle_restore_minutes": 0, **(image or {})},
             "slots": slots,
         }
@@ -161,17 +162,20 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[RigFactory]:
         *,
         llm: dict[str, list[str]] | None = None,
         running: list[str] | None = None,
-        img_command: list[str] | None = None,
+        img_command: list[str] | Callable[[int], list[str]] | None = None,
         slot_overrides: dict[str, dict[str, Any]] | None = None,
         image: dict[str, Any] | None = None,
+        comfyui: dict[str, Any] | None = None,
         state: dict[str, Any] | str | None = None,
     ) -> Rig:
         llm = {"llm1": []} if llm is None else llm
         ports = {name: fake_llama.free_port() for name in [*llm, "comfy"]}
         logs = {name: tmp_path / f"{name}.events" for name in llm}
+        if callable(img_command):
+            img_command = img_command(ports["comfy"])
         config = build_config(
             tmp_path, llm=llm, img_command=img_command, img_port=ports["comfy"], ports=ports, logs=logs,
-            slot_overrides=slot_overrides, image=image,
+            slot_overrides=slot_overrides, image=image, comfyui=comfyui,
         )  # fmt: skip
         if state is not None:
             config.server.state_dir.mkdir(parents=True, exist_ok=True)
