@@ -498,3 +498,96 @@ async def test_state_is_persisted_with_mode_and_saved_slots(rig_factory: RigFact
     state = rig.persisted()
     assert state["mode"] == "generation" and state["pinned"] is True
     assert state["saved_llm_slots"] == ["llm1"] and state["switching_to"] is None
+
+
+# ------------------------------------------------------------------------------ routes
+
+
+@pytest.fixture
+async def bridge_api(tmp_path: Path, aiohttp_client: Any) -> Any:
+    """The whole bridge app (create_app) with a running LLM slot and the stand-in as img slot."""
+    from hal0_bridge.app import create_app
+    from hal0_bridge.web import BRIDGE_KEY
+
+    ports = {"llm1": fake_llama.free_port(), "comfy": fake_llama.free_port()}
+    logs = {"llm1": tmp_path / "llm1.events"}
+    config = build_config(
+        tmp_path, llm={"llm1": []}, img_command=None, img_port=ports["comfy"], ports=ports, logs=logs,
+        comfyui={"render_timeout": 20.0, "ws_silence_timeout": 1.0, "history_poll_interval": 0.1},
+    )  # fmt: skip
+    app = create_app(config)
+    client = await aiohttp_client(app)
+    await app[BRIDGE_KEY].slots.get("llm1").start()
+    return client
+
+
+async def status_after_switch(client: Any) -> dict[str, Any]:
+    async def settled() -> dict[str, Any]:
+        while True:
+            status = await (await client.get("/api/comfyui/status")).json()
+            if not status["switchover"]["active"]:
+                return status
+            await asyncio.sleep(0.05)
+
+    return await asyncio.wait_for(settled(), HANG_GUARD)
+
+
+async def test_twenty_concurrent_switchover_requests_over_http_start_one_switch(bridge_api: Any) -> None:
+    responses = await asyncio.gather(
+        *(bridge_api.post("/api/comfyui/switchover", json={"mode": "generation"}) for _ in range(20))
+    )
+    bodies = [await r.json() for r in responses]
+
+    assert sorted(r.status for r in responses) == [202] + [409] * 19
+    assert bodies.count({"status": "switching", "mode": "generation"}) == 1
+    refused = [b["error"]["code"] for b in bodies if "error" in b]
+    assert refused == ["comfyui.switch_in_progress"] * 19
+    assert all(r.headers.get("Retry-After") for r in responses if r.status == 409)
+    status = await status_after_switch(bridge_api)
+    assert status["mode"] == "generation" and status["switchover"]["error"] is None
+
+
+async def test_image_request_during_a_switch_over_http_waits_then_renders(bridge_api: Any) -> None:
+    started = await bridge_api.post("/api/comfyui/switchover", json={"mode": "generation"})
+    assert started.status == 202
+
+    resp = await bridge_api.post(
+        "/v1/images/generations", json={"prompt": "a lighthouse", "model": "sd-1.5-pruned-emaonly", "size": "64x64"}
+    )
+
+    assert resp.status == 200, await resp.text()
+    assert len((await resp.json())["data"]) == 1
+    status = await (await bridge_api.get("/api/comfyui/status")).json()
+    assert status["mode"] == "generation"
+    assert status["switchover"]["trigger"] == "api"  # the image request joined it, no second switch
+
+
+async def test_status_route_shows_the_arbiter_fields(bridge_api: Any) -> None:
+    resp = await bridge_api.post("/api/comfyui/switchover", json={"mode": "generation", "pin": True})
+    assert resp.status == 202
+
+    status = await status_after_switch(bridge_api)
+
+    assert status["mode"] == "generation" and status["pinned"] is True
+    assert status["idle_restore_at"] is None  # pinned (and idle-restore is off in this config)
+    assert status["container"] == "running"
+    assert status["slots"] == [
+        {"name": "llm1", "group": "llm", "state": "offline"},
+        {"name": "comfy", "group": "img", "state": "ready"},
+    ]
+    assert set(status["switchover"]["phases"]) == {"drain", "stop", "start", "ready"}
+
+
+async def test_pinned_generation_over_http_answers_409_pinned_then_unpin_allows_the_switch(bridge_api: Any) -> None:
+    await bridge_api.post("/api/comfyui/switchover", json={"mode": "generation", "pin": True})
+    await status_after_switch(bridge_api)
+
+    refused = await bridge_api.post("/api/comfyui/switchover", json={"mode": "inference"})
+    assert refused.status == 409 and (await refused.json())["error"]["code"] == "comfyui.pinned"
+
+    unpinned = await bridge_api.post("/api/comfyui/pin", json={"pinned": False})
+    assert (unpinned.status, await unpinned.json()) == (200, {"pinned": False})
+    accepted = await bridge_api.post("/api/comfyui/switchover", json={"mode": "inference"})
+    assert accepted.status == 202
+    status = await status_after_switch(bridge_api)
+    assert status["mode"] == "inference" and status["slots"][0]["state"] == "ready"
