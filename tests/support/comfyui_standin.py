@@ -18,6 +18,10 @@ What it does:
 
 Run it as a process: ``python -m tests.support.comfyui_standin --port 8188`` prints
 ``READY <url>`` once listening and exits cleanly on SIGTERM.
+
+Not reproduced: uploads (``/upload/*``), ``/view``'s ``preview=``/``channel=`` conversions (the
+file is served as stored), latent previews (``--preview-method``), node classes outside the two
+object_info subsets (they are rejected as unknown, so templates must stay within them).
 """
 
 from __future__ import annotations
@@ -915,7 +919,8 @@ class Executor:
         self.add_message("execution_start", {"prompt_id": self.prompt_id}, broadcast=False)
         self.sigs = sigs = self.signatures(self.prompt)
         self.executed = []
-        self.cache = {s: r for s, r in self.cache.items() if s in set(sigs.values())}
+        in_use = set(sigs.values())
+        self.cache = {key: result for key, result in self.cache.items() if key in in_use}  # clean_unused()
         cached = [node_id for node_id in self.prompt if sigs[node_id] in self.cache]
         self.add_message("execution_cached", {"nodes": cached, "prompt_id": self.prompt_id}, broadcast=False)
 
