@@ -45,6 +45,8 @@ class Hal0AITaskEntity(Hal0Entity, ai_task.AITaskEntity):
             raise translate_error(err, self.coordinator) from err
         if not result.images:
             raise HomeAssistantError(translation_domain=DOMAIN, translation_key="no_image")
+        if result.urls:
+            self.coordinator.record_image(result.urls[-1], model=result.model, seed=result.seed, prompt_id=result.prompt_id)
         width, height = result.width_height
         return ai_task.GenImageTaskResult(
             image_data=result.images[0],

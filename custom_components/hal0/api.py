@@ -337,12 +337,16 @@ class Hal0Client:
             )
         )
         items = [d for d in answer.get("data") or [] if isinstance(d, dict)]
-        urls = tuple(self.url(d["url"]) for d in items if isinstance(d.get("url"), str))
+        meta = _obj(answer.get("_hal0"))
+        # b64_json answers carry no URLs in data; the bridge caches those images too (_hal0.urls)
+        raw_urls = [d["url"] for d in items if isinstance(d.get("url"), str)] or [
+            u for u in meta.get("urls") or [] if isinstance(u, str)
+        ]
+        urls = tuple(self.url(u) for u in raw_urls)
         images: list[bytes] = []
         for item in items:
             if isinstance(item.get("b64_json"), str):
                 images.append(base64.b64decode(item["b64_json"]))
-        meta = _obj(answer.get("_hal0"))
         return GeneratedImage(
             created=_int(answer.get("created")),
             urls=urls,

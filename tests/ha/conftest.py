@@ -24,6 +24,7 @@ from custom_components.hal0.const import DOMAIN
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 TOKEN = "test-token-0123456789"
@@ -36,6 +37,13 @@ WAIT_S = 60.0
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Every test may load custom_components.hal0."""
+
+
+@pytest.fixture(autouse=True)
+async def ai_task_ready(hass: HomeAssistant, tmp_path: Path) -> None:
+    """What a real instance has for the ai_task platform: the core component and a media folder."""
+    hass.config.media_dirs = {"local": str(tmp_path / "media")}
+    assert await async_setup_component(hass, "homeassistant", {})
 
 
 def free_port() -> int:
@@ -102,7 +110,7 @@ def base_config(tmp_path: Path, *, node_id: str = NODE_ID, token: str = TOKEN) -
     state = tmp_path / f"state-{node_id}"
     return {
         "server": {"host": "127.0.0.1", "token": token, "state_dir": str(state), "sse_ping_interval": 1.0},
-        "comfyui": {"url": f"http://127.0.0.1:{free_port()}", "probe_interval": 0.2, "probe_timeout": 0.5},
+        "comfyui": {"url": f"http://127.0.0.1:{free_port()}", "probe_interval": 0.5, "probe_timeout": 2.0},
         "image": {"idle_restore_minutes": 0},
         "mqtt": {"node_id": node_id},
     }
@@ -110,9 +118,12 @@ def base_config(tmp_path: Path, *, node_id: str = NODE_ID, token: str = TOKEN) -
 
 @pytest.fixture
 async def make_bridge(
-    socket_enabled: None, tmp_path: Path
+    hass: HomeAssistant, socket_enabled: None, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Coroutine[Any, Any, RunningBridge]]]:
-    """Start bridges on demand (``await make_bridge(node_id=..., token=..., config=...)``); all stop after."""
+    """Start bridges on demand (``await make_bridge(node_id=..., token=..., config=...)``).
+
+    After the test the hal0 entries unload first, then the bridges stop (children included).
+    """
     started: list[RunningBridge] = []
 
     async def _make(*, config: dict[str, Any] | None = None, **kwargs: Any) -> RunningBridge:
@@ -122,8 +133,48 @@ async def make_bridge(
         return running
 
     yield _make
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        await hass.config_entries.async_unload(entry.entry_id)
     for running in started:
         await running.stop()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def full_config(tmp_path: Path, *, node_id: str = NODE_ID) -> dict[str, Any]:
+    """A bridge with an arbiter: the ComfyUI stand-in as the img slot, a llama.cpp stand-in as LLM slot."""
+    from tests.support import fake_llama
+
+    comfy_port, llm_port = free_port(), free_port()
+    config = base_config(tmp_path, node_id=node_id)
+    config["comfyui"]["url"] = f"http://127.0.0.1:{comfy_port}"
+    timeouts = {"cwd": str(REPO), "ready_timeout": 30.0, "stop_timeout": 5.0, "drain_timeout": 1.0}
+    config["slots"] = {
+        "llm": {
+            "group": "llm",
+            "backend": "process",
+            "command": fake_llama.command(llm_port),
+            "url": f"http://127.0.0.1:{llm_port}",
+            "ready_path": "/health",
+            **timeouts,
+        },
+        "img": {
+            "group": "img",
+            "backend": "process",
+            "command": [sys.executable, "-m", "tests.support.comfyui_standin", "--port", str(comfy_port)],
+            "url": f"http://127.0.0.1:{comfy_port}",
+            "ready_path": "/system_stats",
+            **timeouts,
+        },
+    }
+    return config
+
+
+@pytest.fixture
+async def full_bridge(make_bridge: Callable[..., Coroutine[Any, Any, RunningBridge]], tmp_path: Path) -> RunningBridge:
+    """A bridge with process slots (starts in inference mode, ComfyUI not yet started)."""
+    return await make_bridge(config=full_config(tmp_path))
 
 
 @pytest.fixture
@@ -157,6 +208,3 @@ async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 
             pytest.fail(f"never happened: {what}")
         await asyncio.sleep(0.02)
 
-
-def python() -> str:
-    return sys.executable
