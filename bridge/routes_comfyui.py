@@ -19,7 +19,7 @@ async def info(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     """Always 200 and never waits on ComfyUI: the snapshot is kept fresh in the background."""
-    return json_response(await commands_of(request).status())
+    return web.Response(body=request.app[BRIDGE_KEY].hub.status_json(), content_type="application/json")
 
 
 async def switchover(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ changes and events. Nobody else holds status, so ``GET /api/comfyui/status`` nev
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -135,16 +136,24 @@ class StatusHub:
     def __init__(self) -> None:
         self._status = Status()
         self._subscribers: set[Subscription] = set()
+        self._json: bytes | None = None
 
     @property
     def status(self) -> Status:
         return self._status
+
+    def status_json(self) -> bytes:
+        """The snapshot encoded once per change: ``GET /api/comfyui/status`` is the hot path."""
+        if self._json is None:
+            self._json = json.dumps(self._status.to_dict(), separators=(",", ":")).encode()
+        return self._json
 
     def update(self, **changes: Any) -> bool:
         """Apply field changes; notify subscribers only when something really changed."""
         if all(getattr(self._status, k) == v for k, v in changes.items()):
             return False
         self._status = replace(self._status, **changes, updated_at=time.time())
+        self._json = None
         self._publish(Message("status", self._status.to_dict()))
         return True
 

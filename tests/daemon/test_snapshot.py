@@ -44,3 +44,11 @@ async def test_closed_subscription_receives_nothing() -> None:
     hub.update(mode="generation")
     assert feed._items  # only the initial snapshot was queued before closing
     assert len(feed._items) == 1
+
+
+def test_status_json_follows_every_change() -> None:
+    hub = StatusHub()
+    assert b'"mode":"inference"' in hub.status_json()
+    hub.update(mode="generation", queue=Queue(running=1, pending=2))
+    body = hub.status_json()
+    assert b'"mode":"generation"' in body and b'"pending":2' in body

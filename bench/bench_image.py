@@ -1,0 +1,107 @@
+"""Image route overhead: through the bridge vs. the same graph straight to ComfyUI.
+
+Same stand-in, fixed render time. "Direct" is a minimal ComfyUI client: one persistent websocket, POST the
+graph with client_id, wait for ``executing {node: null}``, GET /view. "Bridge" is
+``POST /v1/images/generations`` with the same model, size, seed and steps. Overhead = median(bridge)
+- median(direct), and the ratio of the medians; both measured in this one run.
+Run: ``.venv/bin/python -m bench.bench_image``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+from bench.common import bridge, standin
+from hal0_bridge.catalogue import Catalogue
+from hal0_bridge.config import build
+from hal0_bridge.workflows import WorkflowRenderer, build_params
+
+ROUNDS = 15
+SIZE = 64
+STEPS = 4
+
+
+def graph(seed: int) -> dict[str, Any]:
+    spec = Catalogue.from_config(build({})).resolve("sdxl-turbo")
+    params = build_params(spec, prompt="a lighthouse", seed=seed, steps=STEPS, width=SIZE, height=SIZE,
+                          batch_size=1, filename_prefix="bench")
+    return WorkflowRenderer(None).render(spec.template, params)
+
+
+class DirectClient:
+    """The least a ComfyUI client can do: one persistent websocket, POST /prompt, wait, GET /view."""
+
+    def __init__(self, session: aiohttp.ClientSession, comfy: str) -> None:
+        self.session, self.comfy, self.client_id = session, comfy, uuid.uuid4().hex
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def connect(self) -> None:
+        self.ws = await self.session.ws_connect(f"{self.comfy}/ws?clientId={self.client_id}")
+
+    async def once(self, seed: int) -> float:
+        assert self.ws is not None
+        started = time.perf_counter()
+        body = {"prompt": graph(seed), "client_id": self.client_id}
+        async with self.session.post(f"{self.comfy}/prompt", json=body) as resp:
+            prompt_id = (await resp.json())["prompt_id"]
+        images: list[dict[str, Any]] = []
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = json.loads(msg.data)
+            payload = data.get("data", {})
+            if payload.get("prompt_id") != prompt_id:
+                continue
+            if data["type"] == "executed":
+                images += payload["output"].get("images", [])
+            if data["type"] == "executing" and payload.get("node") is None:
+                break
+        for image in images:
+            async with self.session.get(f"{self.comfy}/view", params=image) as resp:
+                await resp.read()
+        return time.perf_counter() - started
+
+
+async def bridge_once(session: aiohttp.ClientSession, url: str, seed: int) -> float:
+    started = time.perf_counter()
+    body = {"model": "sdxl-turbo", "prompt": "a lighthouse", "size": f"{SIZE}x{SIZE}", "seed": seed, "steps": STEPS}
+    async with session.post(f"{url}/v1/images/generations", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        await resp.read()
+    return time.perf_counter() - started
+
+
+async def measure(step_seconds: float, rounds: int = ROUNDS) -> dict[str, float]:
+    async with standin(step_seconds) as comfy, bridge(comfy) as url, aiohttp.ClientSession() as session:
+        direct_client = DirectClient(session, comfy)
+        await direct_client.connect()
+        await bridge_once(session, url, 0)  # warm-up both paths
+        await direct_client.once(0)
+        direct: list[float] = []
+        through: list[float] = []
+        for i in range(1, rounds + 1):  # interleaved, so machine noise hits both alike
+            direct.append(await direct_client.once(i))
+            through.append(await bridge_once(session, url, 10_000 + i))  # own seeds: no ComfyUI cache hits
+    d, b = statistics.median(direct), statistics.median(through)
+    return {
+        "render_s": step_seconds * STEPS,
+        "direct_p50_ms": round(d * 1000, 2),
+        "bridge_p50_ms": round(b * 1000, 2),
+        "overhead_ms": round((b - d) * 1000, 2),
+        "ratio": round(b / d, 3),
+    }
+
+
+async def run(step_times: tuple[float, ...] = (0.0, 0.05, 0.5)) -> list[dict[str, float]]:
+    return [await measure(s) for s in step_times]
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(run()), indent=2))
