@@ -30,8 +30,8 @@ from .snapshot import Container, SlotStateName, SlotStatus, StatusHub
 _LOG = logging.getLogger(__name__)
 
 # Poll cadence for readiness, drain and stop waits: first look soon, then at most every POLL_MAX.
-POLL_FIRST = 0.02
-POLL_MAX = 0.1
+POLL_FIRST = 0.01
+POLL_MAX = 0.05
 POLL_FACTOR = 1.5
 
 COMFY_READY_PATH = "/system_stats"
