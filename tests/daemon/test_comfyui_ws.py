@@ -521,14 +521,16 @@ async def test_cancelled_render_is_interrupted_in_comfyui(standin: ComfyStandIn,
 
 async def test_cancelled_pending_render_never_runs(standin: ComfyStandIn, comfyui: ComfyUI) -> None:
     standin.settings.step_seconds = 0.05
-    first = asyncio.create_task(comfyui.render(graph(steps=20, seed=1)))
+    first = asyncio.create_task(comfyui.render(graph(steps=400, seed=1)))
     await until(lambda: comfyui.ws.progress is not None)
     second = asyncio.create_task(comfyui.render(graph(steps=20, seed=2)))
     await until(lambda: standin.counters.prompts_accepted == 2)
     second.cancel()
     with pytest.raises(asyncio.CancelledError):
         await second
-    await first
+    await comfyui.client.interrupt()  # end the first one; the queue behind it must be empty
+    with pytest.raises(ComfyInterrupted):
+        await first
     await standin.wait_idle()
     assert standin.counters.prompts_started == 1  # the second was deleted from the queue
 

@@ -128,7 +128,7 @@ async def test_render_makes_the_engine_generating_with_queue_and_progress(standi
 
 
 async def test_progress_changes_are_published_to_subscribers(standin: ComfyStandIn) -> None:
-    standin.settings.step_seconds = 0.02
+    standin.settings.step_seconds = 0.05
     async with monitored(standin.url) as (comfy, hub):
         await until(lambda: comfy.ws.connected)
         steps: list[int] = []
@@ -149,10 +149,13 @@ async def test_pending_prompts_show_in_the_queue(standin: ComfyStandIn) -> None:
     standin.settings.step_seconds = 0.05
     async with monitored(standin.url) as (comfy, hub):
         await until(lambda: comfy.ws.connected)
-        renders = [asyncio.create_task(comfy.render(graph(steps=10, seed=s))) for s in (1, 2, 3)]
+        renders = [asyncio.create_task(comfy.render(graph(steps=400, seed=s))) for s in (1, 2, 3)]
         await until(lambda: hub.status.queue == Queue(1, 2))
         assert hub.status.engine == "generating"
-        await asyncio.gather(*renders)
+        for render in renders:  # cancelled renders are taken out of ComfyUI
+            render.cancel()
+        await asyncio.gather(*renders, return_exceptions=True)
+        await until(lambda: hub.status.queue == Queue(0, 0) and hub.status.engine == "running")
 
 
 async def test_starting_img_slot_reads_starting_while_comfyui_is_away() -> None:
