@@ -157,6 +157,12 @@ async def test_render_timeout_is_504(aiohttp_client: Any, bridge_config: Any, st
     resp = await api.post(GEN, json={"prompt": "x", "size": "64x64", "steps": 2})
     assert resp.status == 504
     assert (await resp.json())["error"]["code"] == "image.timeout"
+    # the render is interrupted in ComfyUI, not left running for nobody
+    for _ in range(100):
+        if standin.counters.prompts_interrupted:
+            break
+        await asyncio.sleep(0.05)
+    assert standin.counters.prompts_interrupted == 1
 
 
 async def test_models_list_is_openai_shaped(api: TestClient) -> None:
