@@ -73,7 +73,8 @@ class QueueInfo:
 @dataclass(frozen=True, slots=True)
 class RunResult:
     """A finished render: its output images (``type == "output"`` preferred), whether ComfyUI
-    answered it entirely from its node cache, and seconds per phase (``queue_s``, ``exec_s``, ``total_s``)."""
+    answered it entirely from its node cache, and seconds per phase: ``queue_s`` (waiting in
+    ComfyUI's queue), ``exec_s`` (running), ``comfyui_s`` (submit until we learned it finished)."""
 
     prompt_id: str
     images: list[ImageRef] = field(default_factory=list)

@@ -20,7 +20,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -97,7 +97,7 @@ class _Tracker:
 
     def result(self, now: float) -> RunResult:
         end = self.finished if self.finished is not None else now
-        timings = {"total_s": round(end - self.created, 3)}
+        timings = {"comfyui_s": round(end - self.created, 3)}
         if self.started is not None:
             timings["queue_s"] = round(self.started - self.created, 3)
             timings["exec_s"] = round(end - self.started, 3)
@@ -488,7 +488,11 @@ class ComfyWebsocket:
                 if tracker.outcome is not None:  # the socket was faster after all
                     break
                 if outcome is not None:
-                    self._finish(tracker, outcome, time.monotonic())
+                    done = time.monotonic()
+                    if isinstance(outcome, RunResult):  # history has ComfyUI's clock; add ours
+                        timings = {**outcome.timings, "comfyui_s": round(done - tracker.created, 3)}
+                        outcome = replace(outcome, timings=timings)
+                    self._finish(tracker, outcome, done)
                     break
                 missing_polls = 0 if known else missing_polls + 1
                 if missing_polls >= LOST_AFTER_POLLS:

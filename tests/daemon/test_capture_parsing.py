@@ -111,7 +111,7 @@ async def test_run_timings_come_from_message_arrival(ws: ComfyWebsocket) -> None
     result = ws.outcome(pid)
     assert isinstance(result, RunResult)
     # execution_start is line 3 (t=1001.0), execution_success line 29 (t=1014.0)
-    assert result.timings == {"total_s": 24.0, "queue_s": 11.0, "exec_s": 13.0}
+    assert result.timings == {"comfyui_s": 24.0, "queue_s": 11.0, "exec_s": 13.0}
 
 
 async def test_img2img_preview_node_is_not_a_result(ws: ComfyWebsocket) -> None:

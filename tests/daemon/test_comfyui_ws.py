@@ -297,6 +297,8 @@ async def test_silent_websocket_falls_back_to_history(comfy: ScriptedComfy, ws: 
     result = await ws.wait(pid)
     assert result.images == [ImageRef("ComfyUI_00013_.png", "", "output")]
     assert comfy.history_reads >= 1
+    assert result.timings["exec_s"] == pytest.approx(0.866)  # ComfyUI's own timestamps
+    assert result.timings["comfyui_s"] > 0
 
 
 async def test_history_fallback_waits_while_the_prompt_is_queued(comfy: ScriptedComfy, ws: ComfyWebsocket) -> None:
