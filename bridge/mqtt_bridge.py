@@ -98,7 +98,8 @@ class MqttBridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
         self._connected = False
-        self._connected_event = asyncio.Event()
+        self._connected_event = asyncio.Event()  # connected and subscriptions acknowledged
+        self._subscribe_mid: int | None = None
         self._stopping = False
         self._failures = 0  # connection attempts failed in a row (log the first one loudly)
         self._published: dict[str, bytes] = {}  # retained state as last sent on this connection
@@ -120,7 +121,10 @@ class MqttBridge:
         return self._connected
 
     async def wait_connected(self) -> None:
-        """Return once connected to the broker (callers bound it with their own timeout)."""
+        """Return once connected and subscribed, i.e. commands sent from now on are heard.
+
+        Callers bound it with their own timeout.
+        """
         await self._connected_event.wait()
 
     async def start(self) -> None:
@@ -225,6 +229,7 @@ class MqttBridge:
         client.on_disconnect = self._paho_on_disconnect
         client.on_message = self._paho_on_message
         client.on_publish = self._paho_on_publish
+        client.on_subscribe = self._paho_on_subscribe
         return client
 
     # ------------------------------------------------- paho thread -> event loop
@@ -254,6 +259,9 @@ class MqttBridge:
     def _paho_on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self._hand_off(self._on_publish, mid)
 
+    def _paho_on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        self._hand_off(self._on_subscribe, mid, list(reasons))
+
     # ------------------------------------------------------- connection events
 
     def _on_connect(self, reason: ReasonCode) -> None:
@@ -261,12 +269,10 @@ class MqttBridge:
             self._on_connect_fail(str(reason))
             return
         self._connected = True
-        self._connected_event.set()
         self._failures = 0
         _LOGGER.info("MQTT: connected to %s:%s", self._mqtt.host, self._mqtt.port)
         assert self._client is not None
-        for topic in self.topics.command_topics():
-            self._client.subscribe(topic, qos=QOS)
+        _rc, self._subscribe_mid = self._client.subscribe([(topic, QOS) for topic in self.topics.command_topics()])
         # A broker restart loses retained messages, so every connect publishes everything again.
         self._publish_everything()
 
@@ -282,6 +288,14 @@ class MqttBridge:
         self._published.clear()
         if was_connected and not self._stopping:
             _LOGGER.warning("MQTT: disconnected (%s); reconnecting", reason)
+
+    def _on_subscribe(self, mid: int, reasons: list[ReasonCode]) -> None:
+        if mid != self._subscribe_mid or not self._connected:
+            return
+        refused = [t for t, r in zip(self.topics.command_topics(), reasons, strict=False) if r.is_failure]
+        if refused:  # e.g. a broker ACL: the bridge still publishes, but cannot hear these
+            _LOGGER.warning("MQTT: broker refused subscriptions to %s", ", ".join(refused))
+        self._connected_event.set()
 
     def _on_publish(self, mid: int) -> None:
         future = self._acks.get(mid)
