@@ -216,10 +216,28 @@ class Arbiter:
             await self._save()
         self._mode = _other(state.switching_to) if state.switching_to else state.mode
         self._publish()
-        if state.switching_to is not None and self._slots.img is not None:
-            _LOG.warning("arbiter: a switch to %s was interrupted; finishing it", state.switching_to)
-            self._begin(state.switching_to, trigger="recovery", force=False, pin=None)
+        if self._slots.img is not None:
+            if state.switching_to is not None:
+                _LOG.warning("arbiter: a switch to %s was interrupted; finishing it", state.switching_to)
+                self._begin(state.switching_to, trigger="recovery", force=False, pin=None)
+            elif reason := await self._out_of_step():
+                _LOG.warning("arbiter: %s; restoring %s mode", reason, self._mode)
+                self._begin(self._mode, trigger="recovery", force=False, pin=None)
         self._idle_task = asyncio.create_task(self._idle_loop(), name="arbiter-idle")
+
+    async def _out_of_step(self) -> str | None:
+        """Why the slots do not match the persisted mode (e.g. LLM units enabled at boot while the
+        GPU belongs to ComfyUI, or the bridge's own slot processes gone after a restart), or None."""
+        running = await self._slots.running_llm()
+        if self._mode == "generation":
+            if running:
+                return f"LLM slots {', '.join(running)} run in generation mode"
+            img = self._slots.img
+            if img is not None and not await img.is_running():
+                return "the img slot is not running in generation mode"
+            return None
+        missing = [n for n in self._state.saved_llm_slots if n not in running]
+        return f"LLM slots {', '.join(missing)} are not running in inference mode" if missing else None
 
     async def stop(self) -> None:
         """Stop the idle loop; a switch in flight is cancelled and finished by the next start."""

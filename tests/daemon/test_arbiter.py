@@ -79,6 +79,12 @@ class Rig:
             if msg.data["type"] in ("switch_finished", "switch_failed"):
                 return msg.data
 
+    async def settle(self) -> dict[str, Any] | None:
+        """Wait for a switch in flight (e.g. the recovery switch started by ``Arbiter.start``)."""
+        if not self.arbiter.switching:
+            return None
+        return await self.next_switch_end(self.watch())
+
     async def switch(self, target: str, **kwargs: Any) -> dict[str, Any]:
         """request_switch and wait for its end; returns the end event."""
         sub = self.watch()

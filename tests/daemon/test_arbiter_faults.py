@@ -183,17 +183,38 @@ async def test_state_file_with_unknown_mode_is_treated_as_corrupt(rig_factory: R
 async def test_persisted_generation_mode_and_pin_survive_a_restart(rig_factory: RigFactory) -> None:
     rig = await rig_factory(running=[], state={"mode": "generation", "pinned": True, "saved_llm_slots": ["llm1"]})
 
-    assert (rig.arbiter.mode, rig.arbiter.pinned, rig.arbiter.switching) == ("generation", True, False)
+    assert (rig.arbiter.mode, rig.arbiter.pinned) == ("generation", True)
+    end = await rig.settle()  # the img slot is not running yet: generation mode brings it up
+    assert end is not None and end["trigger"] == "recovery" and end["error"] is None
+    assert rig.slot_states() == {"llm1": "offline", "comfy": "ready"}
+    assert rig.arbiter.pinned is True
+
+
+async def test_restart_in_generation_mode_stops_llm_slots_found_running(rig_factory: RigFactory) -> None:
+    """E.g. LLM units enabled at boot while the persisted mode gives the GPU to ComfyUI."""
+    rig = await rig_factory(state={"mode": "generation", "saved_llm_slots": []})
+
+    end = await rig.settle()
+
+    assert end is not None and (end["target"], end["trigger"]) == ("generation", "recovery")
+    assert rig.slot_states() == {"llm1": "offline", "comfy": "ready"}
+    assert rig.persisted()["saved_llm_slots"] == ["llm1"]  # and they come back with inference
+
+
+async def test_restart_in_inference_mode_brings_back_saved_slots_that_are_down(rig_factory: RigFactory) -> None:
+    rig = await rig_factory(running=[], state={"mode": "inference", "saved_llm_slots": ["llm1"]})
+
+    end = await rig.settle()
+
+    assert end is not None and (end["target"], end["trigger"]) == ("inference", "recovery")
+    assert rig.slot_states()["llm1"] == "ready"
 
 
 async def test_interrupted_switch_in_the_state_file_is_finished_on_start(rig_factory: RigFactory) -> None:
     sub_state = {"mode": "generation", "switching_to": "generation", "saved_llm_slots": ["llm1"]}
     rig = await rig_factory(state=sub_state)  # llm1 running, as if we died before stopping it
-    sub = rig.watch()
-    if not rig.arbiter.switching:  # the recovery switch may already be over
-        assert rig.hub.status.switchover.trigger == "recovery"
-    else:
-        await rig.next_switch_end(sub)
+
+    await rig.settle()
 
     assert rig.hub.status.switchover.trigger == "recovery" and rig.hub.status.switchover.error is None
     assert rig.arbiter.mode == "generation"
