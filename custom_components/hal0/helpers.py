@@ -31,7 +31,9 @@ def translate_error(err: Hal0Error, coordinator: Hal0Coordinator) -> HomeAssista
             translation_key="api_error",
             translation_placeholders={"code": err.code, "message": err.message},
         )
-    if isinstance(err, Hal0ConnectionError) and coordinator.last_update_success:
+    if isinstance(err, Hal0ConnectionError) and not coordinator.streaming and coordinator.last_update_success:
+        # Polling: this is news, show it now. Streaming: the stream is the judge of reachability
+        # (marking stale here would stick, as nothing polls while the stream is up).
         coordinator.async_set_update_error(err)
     return HomeAssistantError(
         translation_domain=DOMAIN, translation_key="cannot_connect", translation_placeholders={"error": str(err)}
