@@ -15,14 +15,18 @@ It prints ``READY <url>`` once listening; ``--log`` appends one line per lifecyc
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
 import signal
+import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-from aiohttp import web
+# stdlib only: the fake starts in a fraction of the time an aiohttp app needs, and tests start many.
 
 
 @dataclass
@@ -46,13 +50,8 @@ class FakeState:
         return not self.never_healthy and time.monotonic() - self.started >= self.load_seconds
 
 
-STATE = web.AppKey("state", FakeState)
-
-
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (bind port 0, read it back, release it)."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -63,58 +62,61 @@ def command(port: int, *flags: str) -> list[str]:
     return [sys.executable, "-m", "tests.support.fake_llama", "--port", str(port), *flags]
 
 
-async def health(request: web.Request) -> web.Response:
-    """llama.cpp answers 503 ``Loading model`` until the model is in memory, then ``{"status": "ok"}``."""
-    state = request.app[STATE]
-    if not state.healthy:
-        return web.json_response(
-            {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}, status=503
-        )
-    return web.json_response({"status": "ok"})
+class Handler(BaseHTTPRequestHandler):
+    server: FakeServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        pass
+
+    def _json(self, body: Any, status: int = 200) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        if self.path == "/health":
+            # llama.cpp answers 503 "Loading model" until the model is in memory
+            if not state.healthy:
+                self._json({"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}, 503)
+            else:
+                self._json({"status": "ok"})
+        elif self.path == "/slots":
+            # one entry per slot, as llama.cpp's GET /slots; slot 0 carries the busy flag
+            state.slots_requests += 1
+            self._json([
+                {"id": i, "id_task": -1, "n_ctx": 4096, "speculative": False, "is_processing": state.busy and i == 0}
+                for i in range(state.n_slots)
+            ])  # fmt: skip
+        elif self.path == "/_fake/state":
+            self._json({"pid": os.getpid(), "busy": state.busy, "healthy": state.healthy,
+                        "sigterms": state.sigterms, "slots_requests": state.slots_requests})  # fmt: skip
+        else:
+            self._json({"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}, 404)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path == "/_fake/busy":
+            self.server.state.busy = bool(body.get("busy"))
+            self._json({"busy": self.server.state.busy})
+        else:
+            self._json({"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}, 404)
 
 
-async def slots(request: web.Request) -> web.Response:
-    """One entry per slot, as llama.cpp's ``GET /slots``; slot 0 carries the busy flag."""
-    state = request.app[STATE]
-    state.slots_requests += 1
-    body = [
-        {"id": i, "id_task": -1, "n_ctx": 4096, "speculative": False, "is_processing": state.busy and i == 0}
-        for i in range(state.n_slots)
-    ]
-    return web.json_response(body)
+class FakeServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: FakeState) -> None:
+        self.state = state
+        super().__init__(address, Handler)
 
 
-async def set_busy(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    data = await request.json()
-    state.busy = bool(data.get("busy"))
-    return web.json_response({"busy": state.busy})
-
-
-async def get_state(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    return web.json_response(
-        {
-            "pid": os.getpid(),
-            "busy": state.busy,
-            "healthy": state.healthy,
-            "sigterms": state.sigterms,
-            "slots_requests": state.slots_requests,
-        }
-    )
-
-
-def build_app(state: FakeState) -> web.Application:
-    app = web.Application()
-    app[STATE] = state
-    app.router.add_get("/health", health)
-    app.router.add_get("/slots", slots)
-    app.router.add_post("/_fake/busy", set_busy)
-    app.router.add_get("/_fake/state", get_state)
-    return app
-
-
-async def serve(args: argparse.Namespace) -> None:
+def serve(args: argparse.Namespace) -> None:
     state = FakeState(
         load_seconds=args.load_seconds,
         never_healthy=args.never_healthy,
@@ -124,32 +126,26 @@ async def serve(args: argparse.Namespace) -> None:
     )
     state.log("start")
     if args.startup_delay:
-        await asyncio.sleep(args.startup_delay)
-    runner = web.AppRunner(build_app(state), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
-    await site.start()
-    print(f"READY http://{args.host}:{args.port}", flush=True)
+        time.sleep(args.startup_delay)
+    server = FakeServer((args.host, args.port), state)
     state.started = time.monotonic()
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_sigterm() -> None:
+    def on_sigterm(signum: int, frame: Any) -> None:
         state.sigterms += 1
         state.log(f"sigterm busy={int(state.busy)}")
         if not args.ignore_sigterm:
-            stop.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
 
-    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    print(f"READY http://{args.host}:{args.port}", flush=True)
+    server.serve_forever(poll_interval=0.05)
+    server.server_close()
     state.log("exit")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--load-seconds", type=float, default=0.0, help="/health answers 503 this long")
@@ -164,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.exit_at_once is not None:
         FakeState(log_path=args.log).log(f"exit-at-once {args.exit_at_once}")
         return args.exit_at_once
-    asyncio.run(serve(args))
+    serve(args)
     return 0
 
 
