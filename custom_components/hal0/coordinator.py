@@ -20,7 +20,7 @@ from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
-from .api import BridgeInfo, Hal0ApiError, Hal0AuthError, Hal0Client, Hal0Error, SseEvent, Status
+from .api import BridgeInfo, Hal0AuthError, Hal0Client, Hal0Error, SseEvent, Status
 from .const import DOMAIN, EVENT_HAL0, LOGGER, POLL_INTERVAL
 
 type Hal0ConfigEntry = ConfigEntry[Hal0Coordinator]
@@ -167,7 +167,3 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
             self._stream_task.cancel()
             self._stream_task = None
 
-
-def api_error_placeholders(err: Hal0ApiError) -> dict[str, str]:
-    """What a translated error shows: the bridge's code and its own message."""
-    return {"code": err.code, "message": err.message}
