@@ -273,8 +273,7 @@ class MqttBridge:
         _LOGGER.info("MQTT: connected to %s:%s", self._mqtt.host, self._mqtt.port)
         assert self._client is not None
         _rc, self._subscribe_mid = self._client.subscribe([(topic, QOS) for topic in self.topics.command_topics()])
-        # A broker restart loses retained messages, so every connect publishes everything again.
-        self._publish_everything()
+        # Everything is published again once the SUBACK is in (see _on_subscribe).
 
     def _on_connect_fail(self, reason: str = "broker unreachable") -> None:
         self._failures += 1
@@ -295,6 +294,11 @@ class MqttBridge:
         refused = [t for t, r in zip(self.topics.command_topics(), reasons, strict=False) if r.is_failure]
         if refused:  # e.g. a broker ACL: the bridge still publishes, but cannot hear these
             _LOGGER.warning("MQTT: broker refused subscriptions to %s", ", ".join(refused))
+        # A broker restart loses retained messages, so every connect publishes everything again.
+        # Only now: paho re-sends messages the old connection left unacknowledged right after the
+        # CONNACK, in its own thread; the SUBACK comes later, so fresh state always follows stale
+        # state and wins. "online" also means commands are heard from now on.
+        self._publish_everything()
         self._connected_event.set()
 
     def _on_publish(self, mid: int) -> None:
