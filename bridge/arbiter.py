@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -27,10 +26,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import aiohttp
-
 from .arbiter_state import ArbiterState, StateStore
-from .config import ComfyConfig, Config
+from .config import Config
 from .errors import BUSY, PINNED, SWITCH_FAILED, SWITCH_IN_PROGRESS, ApiError
 from .slots import Slot, SlotError, SlotManager
 from .snapshot import Mode, Queue, StatusHub, Switchover
@@ -83,44 +80,6 @@ class ComfyEngineControl:
         try:
             await self._client.free(unload_models=True, free_memory=True)
         except Exception as err:
-            raise EngineError(f"ComfyUI /free failed: {err}") from err
-
-
-class HttpEngineControl:
-    """:class:`EngineControl` speaking ComfyUI's HTTP API directly (standalone runs, tools, tests)."""
-
-    def __init__(self, session: aiohttp.ClientSession, cfg: ComfyConfig) -> None:
-        self._session = session
-        self._url = cfg.url
-        self._timeout = aiohttp.ClientTimeout(total=cfg.request_timeout, sock_connect=cfg.connect_timeout)
-
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        try:
-            async with self._session.request(
-                method, self._url + path, json=body, timeout=self._timeout
-            ) as resp:
-                text = await resp.text()
-                if resp.status != 200:
-                    raise EngineError(f"{method} {path}: HTTP {resp.status} {text.strip()[:200]}")
-                return text
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise EngineError(f"{method} {path}: {err or type(err).__name__}") from err
-
-    async def queue_counts(self) -> Queue:
-        try:
-            data = json.loads(await self._call("GET", "/queue"))
-            return Queue(running=len(data["queue_running"]), pending=len(data["queue_pending"]))
-        except (ValueError, KeyError, TypeError) as err:
-            raise EngineError(f"GET /queue: unexpected answer ({err})") from err
-
-    async def cancel_all(self) -> None:
-        await self._call("POST", "/queue", {"clear": True})
-        await self._call("POST", "/interrupt")
-
-    async def free(self) -> None:
-        try:
-            await self._call("POST", "/free", {"unload_models": True, "free_memory": True})
-        except EngineError as err:
             raise EngineError(f"ComfyUI /free failed: {err}") from err
 
 
