@@ -368,19 +368,37 @@ class MqttBridge:
             self._write_state(status)
 
     async def _read_feed(self) -> None:
-        """Status changes are parked for the state writer (coalesced); events go out at once, in order."""
+        """Discrete state changes and events go out at once, in order; progress/memory churn is coalesced.
+
+        The hub's feed already merges changes a lagging reader has not seen; on top of that the
+        full snapshot and memory gauge (which change with every render step and probe) are written
+        at most every ``state_min_interval``, always ending with the newest state.
+        """
         assert self._subscription is not None
         async for message in self._subscription:
             if message.kind == "status":
                 self._pending_status = message.data
-                self._status_wakeup.set()
+                if self._discrete_change(message.data):
+                    self._flush_status()  # mode/engine/pin/queue/switch: automations wait for these
+                else:
+                    self._status_wakeup.set()  # progress/memory only: rate-limited
             else:
                 self._flush_status()  # an event never overtakes the state it talks about
                 if self._connected:
                     self._publish(self.topics.event, _json(message.data))
 
+    def _discrete_change(self, status: dict[str, Any]) -> bool:
+        """True when a state topic other than the full snapshot and the memory gauge would change."""
+        if not self._connected:
+            return False
+        payloads = state_payloads(self.topics, status)
+        return any(
+            self._published.get(topic) != payloads[topic]
+            for topic in (self.topics.mode, self.topics.engine, self.topics.pinned, self.topics.queue, self.topics.switchover)
+        )
+
     async def _write_state_loop(self) -> None:
-        """Publish the newest status at once, then at most every ``state_min_interval`` during bursts."""
+        """Publish parked status at once, then at most every ``state_min_interval`` during bursts."""
         assert self._loop is not None
         interval = self._setting("state_min_interval")
         while True:

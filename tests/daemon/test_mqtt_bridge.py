@@ -20,7 +20,7 @@ from hal0_bridge.config import Config, build
 from hal0_bridge.errors import ApiError
 from hal0_bridge.mqtt_bridge import MqttBridge
 from hal0_bridge.mqtt_topics import Topics
-from hal0_bridge.snapshot import Queue, StatusHub
+from hal0_bridge.snapshot import Progress, Queue, StatusHub
 from tests.support.mosquitto import Mosquitto, MqttProbe, have_mosquitto
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="mosquitto is not installed")
@@ -171,6 +171,17 @@ async def test_a_burst_of_changes_is_coalesced_and_ends_with_the_last_state(brid
     published = [m.json() for m in probe.messages(T.queue)]
     assert published[-1] == {"running": 1, "pending": 100}
     assert len(published) < 10  # 100 updates, one initial + a few coalesced publishes
+
+
+async def test_render_progress_churn_is_rate_limited_and_ends_with_the_last_step(bridge, probe, hub):
+    await probe.wait_for(T.status)
+    for step in range(1, 51):
+        hub.update(progress=Progress(prompt_id="p1", step=step, steps=50))
+        await asyncio.sleep(0.01)  # a fast sampler: each step is its own loop turn
+    last = await probe.wait_for(T.status, lambda m: (m.json()["progress"] or {}).get("step") == 50)
+    assert last.retain
+    assert len(probe.messages(T.status)) < 25  # 50 steps, not one message each
+    assert len(probe.messages(T.mode)) == 1  # nothing else was re-sent
 
 
 async def test_unchanged_state_topics_are_not_published_again(bridge, probe, hub):
