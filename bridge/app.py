@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import routes_cache, routes_comfyui, routes_events, routes_openai
+from . import openapi, routes_cache, routes_comfyui, routes_events, routes_openai
 from .arbiter import Arbiter, ComfyEngineControl
 from .catalogue import Catalogue
 from .comfyui import ComfyUI
@@ -112,6 +112,7 @@ def create_app(config: Config) -> web.Application:
     routes_openai.setup(app)
     routes_cache.setup(app, bridge.cache)
     routes_events.setup(app, bridge.hub, config.server.sse_ping_interval)
+    openapi.setup(app)
     app.cleanup_ctx.append(lifecycle)
     return app
 
