@@ -14,8 +14,9 @@ from homeassistant.core import Event, EventStateChangedData, HomeAssistant, call
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
+from homeassistant.util import dt as dt_util
 
-from .conftest import RunningBridge, setup_entry, wait_until
+from .conftest import RunningBridge, full_config, setup_entry, wait_until
 
 
 def eid(hass: HomeAssistant, platform: str, key: str, node: str = "testnode") -> str:
@@ -222,3 +223,19 @@ async def test_slot_sensor_is_disabled_by_default(hass: HomeAssistant, bridge: R
     entry = er.async_get(hass).async_get(eid(hass, "sensor", "container"))
 
     assert entry.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+
+
+async def test_idle_restore_sensor_shows_when_the_gpu_goes_back(hass: HomeAssistant, make_bridge, tmp_path) -> None:
+    config = full_config(tmp_path)
+    config["image"]["idle_restore_minutes"] = 60
+    running = await make_bridge(config=config)
+    await setup_entry(hass, running)
+
+    await switch_to(hass, running, "generation")
+    await wait_until(lambda: running.bridge.hub.status.idle_restore_at is not None, "bridge set a deadline")
+
+    expected = dt_util.utc_from_timestamp(running.bridge.hub.status.idle_restore_at).replace(microsecond=0)
+    await wait_until(
+        lambda: dt_util.parse_datetime(state(hass, "sensor", "idle_restore_at") or "") == expected,
+        "deadline pushed to the sensor",
+    )
