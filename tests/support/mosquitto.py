@@ -47,15 +47,104 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Mosquitto:
-    """One broker process; ``users`` (name -> password) turns anonymous access off."""
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """A throw-away CA, a server certificate for 127.0.0.1 signed by it, and a client certificate."""
 
-    def __init__(self, workdir: Path, *, users: dict[str, str] | None = None, port: int | None = None) -> None:
+    ca_file: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Generate the PEM files with ``cryptography`` (a Home Assistant dependency, so in the venv)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+        path.write_bytes(
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+        return path
+
+    def write_cert(cert: x509.Certificate, path: Path) -> Path:
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("hal0 test CA")).issuer_name(name("hal0 test CA"))
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+
+    def leaf(cn: str, usage: x509.ObjectIdentifier, san: list[x509.GeneralName]) -> tuple[x509.Certificate, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )  # fmt: skip
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return builder.sign(ca_key, hashes.SHA256()), key
+
+    server, server_key = leaf(
+        "127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH,
+        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
+    )  # fmt: skip
+    client, client_key = leaf("hal0-bridge", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    return TlsFiles(
+        ca_file=write_cert(ca, directory / "ca.pem"),
+        server_cert=write_cert(server, directory / "server.pem"),
+        server_key=write_key(server_key, directory / "server.key"),
+        client_cert=write_cert(client, directory / "client.pem"),
+        client_key=write_key(client_key, directory / "client.key"),
+    )
+
+
+class Mosquitto:
+    """One broker process; ``users`` (name -> password) turns anonymous access off.
+
+    ``tls=True`` makes the listener TLS-only with a generated CA (``self.tls``);
+    ``require_client_cert=True`` also demands a client certificate signed by that CA.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        users: dict[str, str] | None = None,
+        port: int | None = None,
+        tls: bool = False,
+        require_client_cert: bool = False,
+    ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.users = dict(users or {})
+        self.tls = make_tls_files(self.workdir / "tls") if tls or require_client_cert else None
+        self.require_client_cert = require_client_cert
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -63,6 +152,10 @@ class Mosquitto:
 
     def _write_config(self) -> None:
         lines = [f"listener {self.port} {self.host}", "persistence false", f"log_dest file {self.log}", "log_type all"]
+        if self.tls is not None:
+            lines += [f"cafile {self.tls.ca_file}", f"certfile {self.tls.server_cert}", f"keyfile {self.tls.server_key}"]
+            if self.require_client_cert:
+                lines.append("require_certificate true")
         if os.geteuid() == 0:
             lines.append(f"user {getpass.getuser()}")  # do not drop to "mosquitto": it could not read workdir
         if self.users:
@@ -90,7 +183,7 @@ class Mosquitto:
                 raise RuntimeError(f"mosquitto exited ({self.proc.returncode}): {err} {self.log_text()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self
+                    return self  # TCP accept is enough: mosquitto listens only once its config loaded
             except OSError:
                 time.sleep(0.05)
         self.stop()
@@ -161,6 +254,12 @@ class MqttProbe:
         )
         if username:
             self.client.username_pw_set(username, password)
+        if broker.tls is not None:
+            self.client.tls_set(
+                ca_certs=str(broker.tls.ca_file),
+                certfile=str(broker.tls.client_cert) if broker.require_client_cert else None,
+                keyfile=str(broker.tls.client_key) if broker.require_client_cert else None,
+            )
         self._lock = threading.Lock()
         self._messages: list[Received] = []
         self._connected = threading.Event()
