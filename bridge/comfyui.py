@@ -116,25 +116,35 @@ class ComfyUI:
         is not kept busy for nobody.
         """
         client, ws = self.client, self.ws
-        prompt_id = str(uuid.uuid4())
+        prompt_id = str(uuid.uuid4())  # ours, so we can take it back even if submit never answers
         ws.track(prompt_id)  # messages may beat POST /prompt's answer
         try:
-            submitted = await client.submit(graph, prompt_id=prompt_id)
-        except BaseException:
-            ws.forget(prompt_id)
-            raise
-        if submitted.prompt_id != prompt_id:  # a ComfyUI that ignores our prompt_id
-            ws.forget(prompt_id)
-            prompt_id = submitted.prompt_id
-        try:
+            try:
+                submitted = await client.submit(graph, prompt_id=prompt_id)
+            except ComfyUnreachable:
+                # a timeout may hide a prompt ComfyUI did queue: take it back in the background
+                self._spawn_abandon(prompt_id)
+                raise
+            if submitted.prompt_id != prompt_id:  # a ComfyUI that ignores our prompt_id
+                ws.forget(prompt_id)
+                prompt_id = submitted.prompt_id
             return await ws.wait(prompt_id, timeout)
         except (asyncio.CancelledError, ComfyRenderTimeout):
-            cleanup = asyncio.create_task(self._abandon(prompt_id), name=f"comfyui-abandon-{prompt_id}")
-            self._cleanups.add(cleanup)
-            cleanup.add_done_callback(self._cleanups.discard)
-            # shielded: a second cancel returns at once but does not stop the cleanup half-way
-            await asyncio.shield(cleanup)
+            # cancelled mid-submit too: ComfyUI may queue it after we stopped listening
+            await self._abandon_shielded(prompt_id)
             raise
+        finally:
+            ws.forget(prompt_id)
+
+    def _spawn_abandon(self, prompt_id: str) -> asyncio.Task[None]:
+        cleanup = asyncio.create_task(self._abandon(prompt_id), name=f"comfyui-abandon-{prompt_id}")
+        self._cleanups.add(cleanup)
+        cleanup.add_done_callback(self._cleanups.discard)
+        return cleanup
+
+    async def _abandon_shielded(self, prompt_id: str) -> None:
+        """Run the cleanup as its own task: a second cancel returns at once, the cleanup goes on."""
+        await asyncio.shield(self._spawn_abandon(prompt_id))
 
     async def _abandon(self, prompt_id: str) -> None:
         """Delete first (a pending prompt), then interrupt (the running one): in that order nothing

@@ -418,9 +418,14 @@ class ComfyWebsocket:
         return tracker
 
     def forget(self, prompt_id: str) -> None:
+        """Stop tracking a prompt nobody waits for; its late messages are ignored from now on."""
         tracker = self._trackers.get(prompt_id)
-        if tracker is not None and tracker.waiters == 0:
-            del self._trackers[prompt_id]
+        if tracker is not None and tracker.waiters > 0:
+            return
+        self._trackers.pop(prompt_id, None)
+        self._done_ids[prompt_id] = None
+        while len(self._done_ids) > MAX_TRACKED:
+            self._done_ids.popitem(last=False)
 
     def outcome(self, prompt_id: str) -> RunResult | ComfyUIError | None:
         """The buffered outcome of a prompt, if it finished (for tests and diagnostics)."""
@@ -455,12 +460,8 @@ class ComfyWebsocket:
             raise
         finally:
             tracker.waiters -= 1
-            if tracker.waiters == 0:
-                self._trackers.pop(prompt_id, None)
-                # its trailing messages (status, executing{node: null}) must not open a new tracker
-                self._done_ids[prompt_id] = None
-                while len(self._done_ids) > MAX_TRACKED:
-                    self._done_ids.popitem(last=False)
+            # its trailing messages (status, executing{node: null}) must not open a new tracker
+            self.forget(prompt_id)
         if isinstance(outcome, ComfyUIError):
             raise outcome
         return outcome

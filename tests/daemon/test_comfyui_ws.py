@@ -84,6 +84,7 @@ class ScriptedComfy:
         self.pending: list[str] = []
         self.posted: list[dict[str, Any]] = []
         self.history_reads = 0
+        self.controls: list[tuple[str, Any]] = []  # POST /interrupt and /queue bodies
         # run inside POST /prompt before it answers (the prompt_id is the argument)
         self.before_answer: Callable[[str], Awaitable[None]] | None = None
         # run on each websocket connect, after the status greeting
@@ -98,7 +99,8 @@ class ScriptedComfy:
         app.router.add_get("/history/{pid}", self._history)
         app.router.add_get("/queue", self._queue)
         app.router.add_get("/system_stats", self._stats)
-        app.router.add_post("/interrupt", self._ok)
+        app.router.add_post("/interrupt", self._control)
+        app.router.add_post("/queue", self._control)
         self.runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", port).start()
@@ -162,7 +164,9 @@ class ScriptedComfy:
     async def _stats(self, _: web.Request) -> web.Response:
         return web.json_response(json.loads((CAPTURES / "system_stats.json").read_text()))
 
-    async def _ok(self, _: web.Request) -> web.Response:
+    async def _control(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        self.controls.append((request.path, json.loads(raw) if raw else None))
         return web.Response()
 
     def finish(self, pid: str, history_file: str) -> None:
@@ -363,6 +367,24 @@ async def test_finish_missed_while_disconnected_comes_from_history(comfy: Script
         await comfy.drop()
         result = await ws.wait(pid)
     assert result.images == [ImageRef("ComfyUI_00013_.png", "", "output")]
+
+
+async def test_render_cancelled_before_submit_answers_takes_the_prompt_back(comfy: ScriptedComfy) -> None:
+    queued = asyncio.Event()
+
+    async def queue_then_stall(pid: str) -> None:
+        queued.set()
+        await asyncio.sleep(HANG_GUARD)  # the answer never comes in time
+
+    comfy.before_answer = queue_then_stall
+    async with facade(comfy.url) as comfyui:
+        render = asyncio.create_task(comfyui.render(graph()))
+        await queued.wait()
+        render.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await render
+    (pid,) = comfy.running  # queued by ComfyUI although we never learned its answer
+    assert comfy.controls == [("/queue", {"delete": [pid]}), ("/interrupt", {"prompt_id": pid})]
 
 
 # -- failures ------------------------------------------------------------------------------------------
