@@ -50,6 +50,7 @@ SETTING_DEFAULTS: dict[str, float] = {
     "state_min_interval": 0.2,  # a burst of status changes is published at most this often
     "stop_timeout": 3.0,  # how long stop() waits for the broker to acknowledge "offline"
     "max_queued_messages": 1000,  # paho's outgoing queue bound while the broker is slow
+    "connect_timeout": 5.0,  # TCP/TLS connect to the broker, in paho's thread (also bounds stop())
 }
 
 ONLINE = "online"
@@ -167,7 +168,13 @@ class MqttBridge:
             if info is not None and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 await self._wait_ack(info.mid)
         client.disconnect()
-        await asyncio.to_thread(client.loop_stop)  # joins paho's thread
+        try:
+            # joins paho's thread, which may be inside a connect attempt (bounded by connect_timeout)
+            await asyncio.wait_for(
+                asyncio.to_thread(client.loop_stop), self._setting("connect_timeout") + self._setting("stop_timeout")
+            )
+        except TimeoutError:  # paho's thread is a daemon thread: it cannot hold the process up
+            _LOGGER.warning("MQTT: network thread did not stop in time")
         self._connected = False
         self._connected_event.clear()
         self._client = None
@@ -224,6 +231,7 @@ class MqttBridge:
             int(self._setting("reconnect_min_delay")), int(self._setting("reconnect_max_delay"))
         )
         client.max_queued_messages_set(int(self._setting("max_queued_messages")))
+        client.connect_timeout = self._setting("connect_timeout")
         client.on_connect = self._paho_on_connect
         client.on_connect_fail = self._paho_on_connect_fail
         client.on_disconnect = self._paho_on_disconnect
@@ -444,7 +452,7 @@ class MqttBridge:
         props = getattr(message, "properties", None)
         if props is not None:
             response_topic = getattr(props, "ResponseTopic", None)
-            if isinstance(response_topic, str) and response_topic and not set(response_topic) & {"+", "#"}:
+            if isinstance(response_topic, str) and self.topics.may_answer_on(response_topic):
                 reply.topic = response_topic
             correlation = getattr(props, "CorrelationData", None)
             if isinstance(correlation, (bytes, bytearray)):

@@ -103,6 +103,17 @@ class Topics:
         action = topic[len(self.request_prefix) :]
         return action if action and "/" not in action else None
 
+    def may_answer_on(self, topic: str) -> bool:
+        """Whether an MQTT 5 response topic chosen by a requester is acceptable.
+
+        Never a wildcard, and never one of our own state, command or event topics or Home
+        Assistant's discovery tree: a request must not make the bridge speak on those.
+        """
+        if not topic or set(topic) & {"+", "#"}:
+            return False
+        reserved = (f"{self.base}/comfyui/", f"{self.base}/bridge/", f"{self.base}/request/", f"{self.discovery_prefix}/")
+        return not topic.startswith(reserved) and topic not in (self.availability, self.event)
+
     # events
     @property
     def event(self) -> str:

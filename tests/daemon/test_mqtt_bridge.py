@@ -466,6 +466,21 @@ async def test_mqtt5_response_topic_and_correlation_data_are_honoured(broker, hu
     assert probe.messages(T.response("status")) == []
 
 
+@pytest.mark.parametrize("response_topic", ["hal0/comfyui/mode", "homeassistant/device/x/config", "hal0/availability"])
+async def test_mqtt5_response_topic_on_our_own_topics_falls_back_to_the_response_topic(
+    broker, hub, dispatcher, probe, response_topic
+):
+    bridge = await start_bridge(make_config(broker, protocol="5"), hub, dispatcher)
+    try:
+        await probe.wait_for(T.mode)
+        probe.publish(T.request("status"), "{}", response_topic=response_topic, correlation=b"c")
+        reply = await probe.wait_for(T.response("status"))
+    finally:
+        await bridge.stop()
+    assert reply.json()["status"] == "ok"
+    assert not [m for m in probe.messages(response_topic) if b'"transaction"' in m.payload]
+
+
 # ---------------------------------------------------------------------------- authentication
 
 
