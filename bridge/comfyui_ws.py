@@ -209,6 +209,8 @@ class ComfyWebsocket:
                     )
             except (aiohttp.ClientError, TimeoutError, OSError) as err:
                 _LOGGER.debug("ComfyUI websocket connect failed: %s", err)
+            except Exception:  # noqa: BLE001 - e.g. a bad URL: keep trying, never die silently
+                _LOGGER.exception("ComfyUI websocket connect failed unexpectedly")
             else:
                 delay = RECONNECT_FIRST_DELAY
                 try:
@@ -235,7 +237,10 @@ class ComfyWebsocket:
                 tracker.changed.set()
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
-                self.handle_text(msg.data)
+                try:
+                    self.handle_text(msg.data)
+                except Exception:  # noqa: BLE001 - one odd message must not end the follower
+                    _LOGGER.exception("could not handle ComfyUI websocket message %.200r", msg.data)
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 continue  # preview frames / SaveImageWebsocket images: not ours to keep
             elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):

@@ -51,7 +51,6 @@ class EngineMonitor:
         self.img_slot_state = img_slot_state
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
-        self._probe_done = asyncio.Event()
         self._reachable = False
         self._queue = Queue()
         self._memory = Memory()
@@ -91,12 +90,6 @@ class EngineMonitor:
         """Probe now instead of at the next interval (coalesced: at most one extra probe)."""
         self._kick.set()
 
-    async def probed(self) -> None:
-        """Wait until the next probe cycle completes (for callers that just changed something)."""
-        self._probe_done.clear()
-        self.refresh()
-        await self._probe_done.wait()
-
     async def _run(self) -> None:
         while True:
             self._kick.clear()
@@ -105,7 +98,6 @@ class EngineMonitor:
             except Exception:  # noqa: BLE001 - a probe bug must not end monitoring
                 _LOGGER.exception("ComfyUI probe failed unexpectedly")
             self.probes += 1
-            self._probe_done.set()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._cfg.probe_interval):
                     await self._kick.wait()

@@ -18,7 +18,7 @@ from hal0_bridge.comfyui_client import (
     RunResult,
     _queue_ids,
 )
-from hal0_bridge.comfyui_ws import ComfyWebsocket, result_from_history
+from hal0_bridge.comfyui_ws import MAX_TRACKED, ComfyWebsocket, result_from_history
 from hal0_bridge.config import build
 from hal0_bridge.memory import GttReading, memory_from
 from hal0_bridge.snapshot import Progress
@@ -228,6 +228,28 @@ async def test_messages_of_a_prompt_are_kept_for_a_late_waiter(ws: ComfyWebsocke
     messages = replay(ws, "ws_messages_success.jsonl")
     result = await ws.wait(prompt_ids(messages)[0], timeout=1)
     assert result.images == [ImageRef("ComfyUI_00013_.png", "", "output")]
+
+
+async def test_finished_prompts_nobody_waits_for_are_bounded(ws: ComfyWebsocket) -> None:
+    messages = jsonl("ws_messages_cached.jsonl")
+    (old_id,) = prompt_ids(messages)
+    ids = [f"p{i}" for i in range(MAX_TRACKED * 2)]
+    for pid in ids:
+        for m in json.loads(json.dumps(messages).replace(old_id, pid)):
+            ws.handle_message(m)
+    kept = [pid for pid in ids if ws.outcome(pid) is not None]
+    assert kept == ids[-MAX_TRACKED:]  # the newest are still there for a late wait()
+
+
+async def test_a_failing_listener_does_not_stop_the_others(ws: ComfyWebsocket) -> None:
+    seen: list[int] = []
+
+    def broken(_: int) -> None:
+        raise RuntimeError("listener bug")
+
+    ws.on_queue.extend([broken, seen.append])
+    replay(ws, "ws_connect_with_client_id.jsonl")
+    assert seen == [0]
 
 
 @pytest.mark.parametrize("junk", ["not json", "[]", '{"type": "status"}', '{"type": 5, "data": {}}', '{"data": []}'])
