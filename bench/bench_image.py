@@ -1,9 +1,12 @@
 """Image route overhead: through the bridge vs. the same graph straight to ComfyUI.
 
-Same stand-in, fixed render time. "Direct" is a minimal ComfyUI client: one persistent websocket, POST the
-graph with client_id, wait for ``executing {node: null}``, GET /view. "Bridge" is
-``POST /v1/images/generations`` with the same model, size, seed and steps. Overhead = median(bridge)
-- median(direct), and the ratio of the medians; both measured in this one run.
+Same stand-in, fixed render times (0 s, 0.2 s, 2 s: ``step_seconds`` x ``STEPS``). "Direct" is a minimal
+ComfyUI client: one persistent websocket, POST a prebuilt graph with client_id, wait for
+``executing {node: null}``, GET /view. "Bridge" is ``POST /v1/images/generations`` with the same model,
+size and steps, then GET of the returned cache URL: both end with the PNG bytes in hand. Rounds are
+interleaved (and which client goes first alternates), each with its own seed so ComfyUI never answers
+from its cache. Overhead = median(bridge) - median(direct), also the median of the per-round
+differences ("paired") and the ratio of the medians; all measured in this one run.
 Run: ``.venv/bin/python -m bench.bench_image``
 """
 
@@ -23,7 +26,7 @@ from hal0_bridge.catalogue import Catalogue
 from hal0_bridge.config import build
 from hal0_bridge.workflows import WorkflowRenderer, build_params
 
-ROUNDS = 15
+ROUNDS = {0.0: 21, 0.05: 15, 0.5: 9}  # per step_seconds: fewer of the long renders keeps the run short
 SIZE = 64
 STEPS = 4
 
@@ -47,8 +50,8 @@ class DirectClient:
 
     async def once(self, seed: int) -> float:
         assert self.ws is not None
+        body = {"prompt": graph(seed), "client_id": self.client_id}  # a client has its graph ready
         started = time.perf_counter()
-        body = {"prompt": graph(seed), "client_id": self.client_id}
         async with self.session.post(f"{self.comfy}/prompt", json=body) as resp:
             prompt_id = (await resp.json())["prompt_id"]
         images: list[dict[str, Any]] = []
@@ -74,11 +77,15 @@ async def bridge_once(session: aiohttp.ClientSession, url: str, seed: int) -> fl
     body = {"model": "sdxl-turbo", "prompt": "a lighthouse", "size": f"{SIZE}x{SIZE}", "seed": seed, "steps": STEPS}
     async with session.post(f"{url}/v1/images/generations", json=body) as resp:
         assert resp.status == 200, await resp.text()
-        await resp.read()
+        answer = await resp.json()
+    for item in answer["data"]:
+        async with session.get(f"{url}{item['url']}") as resp:
+            assert resp.status == 200
+            await resp.read()
     return time.perf_counter() - started
 
 
-async def measure(step_seconds: float, rounds: int = ROUNDS) -> dict[str, float]:
+async def measure(step_seconds: float, rounds: int) -> dict[str, float]:
     async with standin(step_seconds) as comfy, bridge(comfy) as url, aiohttp.ClientSession() as session:
         direct_client = DirectClient(session, comfy)
         await direct_client.connect()
@@ -87,20 +94,26 @@ async def measure(step_seconds: float, rounds: int = ROUNDS) -> dict[str, float]
         direct: list[float] = []
         through: list[float] = []
         for i in range(1, rounds + 1):  # interleaved, so machine noise hits both alike
-            direct.append(await direct_client.once(i))
-            through.append(await bridge_once(session, url, 10_000 + i))  # own seeds: no ComfyUI cache hits
+            if i % 2:
+                direct.append(await direct_client.once(i))
+                through.append(await bridge_once(session, url, 10_000 + i))  # own seeds: no cache hits
+            else:
+                through.append(await bridge_once(session, url, 10_000 + i))
+                direct.append(await direct_client.once(i))
     d, b = statistics.median(direct), statistics.median(through)
     return {
-        "render_s": step_seconds * STEPS,
+        "render_s": round(step_seconds * STEPS, 3),
+        "rounds": rounds,
         "direct_p50_ms": round(d * 1000, 2),
         "bridge_p50_ms": round(b * 1000, 2),
         "overhead_ms": round((b - d) * 1000, 2),
+        "overhead_paired_ms": round(statistics.median(x - y for x, y in zip(through, direct)) * 1000, 2),
         "ratio": round(b / d, 3),
     }
 
 
-async def run(step_times: tuple[float, ...] = (0.0, 0.05, 0.5)) -> list[dict[str, float]]:
-    return [await measure(s) for s in step_times]
+async def run(rounds: dict[float, int] = ROUNDS) -> list[dict[str, float]]:
+    return [await measure(step, n) for step, n in rounds.items()]
 
 
 if __name__ == "__main__":

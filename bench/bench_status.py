@@ -1,8 +1,14 @@
 """``GET /api/comfyui/status`` latency and throughput, ComfyUI healthy vs. blackholed.
 
-The bridge runs as its own process; this process is the load generator (C clients, each sending
-requests back to back for a fixed count). The claim under test: status is served from memory, so a
-blackholed ComfyUI (a socket that accepts and never answers) changes nothing.
+The bridge runs as its own process. The load generator is ``wrk`` (C, one thread) when installed,
+else this process (aiohttp client); each uses C closed-loop clients that send back to back. The
+claim under test: status is served from memory, so a blackholed ComfyUI (a socket that accepts and
+never answers) changes nothing.
+
+Baseline in the same run: a bare aiohttp server (no middlewares, no state) answering the same path
+with a body of the same size, under the same load generator. With closed-loop clients the latency at
+C clients is about C / throughput (Little's law), so the baseline shows the floor that aiohttp on this
+machine sets before the bridge does anything. Every figure is the median of ``RUNS`` runs.
 Run: ``.venv/bin/python -m bench.bench_status``
 """
 
@@ -10,56 +16,134 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import shutil
 import socket
+import statistics
+import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 
-from bench.common import bridge, standin, summary_ms
+from bench.common import bridge, free_port, process, standin, summary_ms, wait_http
 
-REQUESTS_PER_CLIENT = 300
+RUNS = 3
+WRK_SECONDS = 1  # per run and concurrency (thousands of requests)
+REQUESTS_PER_CLIENT = 200  # aiohttp fallback: requests per client per run
+PROBE_SETTLE_S = 1.0  # healthy: let the first probes land
+BLACKHOLE_SETTLE_S = 2.0  # blackholed: probes time out and the snapshot says unreachable
+WRK = shutil.which("wrk")
+PATH = "/api/comfyui/status"
+
+BARE_SERVER = """
+import sys
+from aiohttp import web
+body = b"x" * int(sys.argv[2])
+async def status(request):
+    return web.Response(body=body, content_type="application/json")
+app = web.Application()
+app.router.add_get("/api/comfyui/status", status)
+app.router.add_get("/api/info", status)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-async def load(url: str, clients: int) -> dict[str, Any]:
+def _seconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
+
+
+async def load_wrk(url: str, clients: int) -> dict[str, float]:
+    """One wrk run: p50/p99 from its latency distribution (HdrHistogram), requests/s, errors."""
+    proc = await asyncio.create_subprocess_exec(
+        WRK, "-t1", f"-c{clients}", f"-d{WRK_SECONDS}s", "--latency", f"{url}{PATH}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out = (await proc.communicate())[0].decode()
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return {
+        "p50_ms": round(_seconds(pct["50"]) * 1000, 3),
+        "p99_ms": round(_seconds(pct["99"]) * 1000, 3),
+        "rps": round(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))),  # type: ignore[union-attr]
+        "errors": errors,
+    }
+
+
+async def load_aiohttp(url: str, clients: int) -> dict[str, float]:
+    """One run with this process as the load generator (sharing the machine's cores with the bridge)."""
     latencies: list[float] = []
-    reachable: set[bool] = set()
+    errors = 0
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def client() -> None:
+            nonlocal errors
             for _ in range(REQUESTS_PER_CLIENT):
                 started = time.perf_counter()
-                async with session.get(f"{url}/api/comfyui/status") as resp:
-                    body = await resp.json()
+                async with session.get(f"{url}{PATH}") as resp:
+                    await resp.read()
+                    errors += resp.status != 200
                 latencies.append(time.perf_counter() - started)
-                reachable.add(body["reachable"])
 
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
         elapsed = time.perf_counter() - started
+    s = summary_ms(latencies)
+    return {"p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"], "rps": round(len(latencies) / elapsed), "errors": errors}
+
+
+async def load(url: str, clients: int, runs: int = RUNS) -> dict[str, Any]:
+    """Median over ``runs`` runs of each figure."""
+    one = load_wrk if WRK else load_aiohttp
+    rows = [await one(url, clients) for _ in range(runs)]
     return {
         "clients": clients,
-        **summary_ms(latencies),
-        "rps": round(len(latencies) / elapsed),
-        "reachable": sorted(reachable),
+        **{k: round(statistics.median(r[k] for r in rows), 3) for k in ("p50_ms", "p99_ms", "rps")},
+        "errors": sum(r["errors"] for r in rows),
     }
 
 
-async def run(concurrency: tuple[int, ...] = (1, 10, 100)) -> dict[str, list[dict[str, Any]]]:
-    results: dict[str, list[dict[str, Any]]] = {}
+async def snapshot(url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}{PATH}") as resp:
+        return {"bytes": len(await resp.read()), **(await resp.json())}
+
+
+@asynccontextmanager
+async def bare_server(body_bytes: int) -> AsyncIterator[str]:
+    port = free_port()
+    async with process(sys.executable, "-c", BARE_SERVER, str(port), str(body_bytes)):
+        url = f"http://127.0.0.1:{port}"
+        await wait_http(f"{url}/api/info")
+        yield url
+
+
+async def run(concurrency: tuple[int, ...] = (1, 10, 100), runs: int = RUNS) -> dict[str, Any]:
+    results: dict[str, Any] = {"load_generator": "wrk -t1" if WRK else "aiohttp (in the bench process)", "runs": runs}
     async with standin() as comfy_url, bridge(comfy_url) as url:
-        await asyncio.sleep(1.0)  # let the first probes land
-        results["healthy"] = [await load(url, c) for c in concurrency]
+        await asyncio.sleep(PROBE_SETTLE_S)
+        snap = await snapshot(url)
+        results["body_bytes"] = snap["bytes"]
+        results["healthy_reachable"] = snap["reachable"]
+        results["healthy"] = [await load(url, c, runs) for c in concurrency]
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
     hole.listen(1024)
     try:
         async with bridge(f"http://127.0.0.1:{hole.getsockname()[1]}") as url:
-            await asyncio.sleep(2.0)  # probes time out; the snapshot says unreachable
-            results["blackholed"] = [await load(url, c) for c in concurrency]
+            await asyncio.sleep(BLACKHOLE_SETTLE_S)
+            results["blackholed_reachable"] = (await snapshot(url))["reachable"]
+            results["blackholed"] = [await load(url, c, runs) for c in concurrency]
     finally:
         hole.close()
+    async with bare_server(results["body_bytes"]) as url:
+        results["bare_aiohttp"] = [await load(url, c, runs) for c in concurrency]
     return results
 
 

@@ -1,0 +1,295 @@
+"""Run every benchmark and write ``docs/benchmarks.md``: the one command.
+
+``.venv/bin/python -m bench.run`` runs status, image, events (SSE and MQTT), switch, footprint and
+throughput one after another (a few minutes), notes the machine (nproc, CPU model, Python, load
+average at the start), and writes each figure against the issue's target, with the raw results.
+Benchmarks run one at a time so they never compete with each other for the cores.
+Options: ``--only status,image`` runs a subset; ``--out PATH`` writes elsewhere; ``--json`` prints the
+raw results too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import bench_events, bench_footprint, bench_image, bench_status, bench_switch, bench_throughput
+from bench.common import ROOT, standin
+
+SWITCH_ROUNDS = 10
+MQTT_SAMPLES = 20
+IMAGE_TARGET_MS = 5.0
+STATUS_TARGET_MS = 10.0
+EVENT_TARGET_MS = 20.0
+SWITCH_TARGET_MS = 150.0
+IDLE_CPU_TARGET_PCT = 1.0  # "~0": under 1 % of one core
+
+
+# ---------------------------------------------------------------------------------------- machine
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor() or "unknown",
+    )  # fmt: skip
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    wrk = shutil.which("wrk")
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "kernel": platform.release(),
+        "loadavg_start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "commit": commit.stdout.strip() or "unknown",
+        "wrk": subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.split("[")[0].strip()
+        if wrk
+        else None,
+    }
+
+
+# ---------------------------------------------------------------------------------------- runners
+
+
+async def switch() -> dict[str, Any]:
+    """bench_switch's measurements (its ``main`` only prints, so its parts are called here)."""
+    async with standin() as comfy_url:
+        return {
+            "rounds": SWITCH_ROUNDS,
+            "switch_1_llm_slot": await bench_switch.switches(comfy_url, SWITCH_ROUNDS, 1),
+            "switch_3_llm_slots": await bench_switch.switches(comfy_url, SWITCH_ROUNDS, 3),
+            "polling": await bench_switch.polling_lag(comfy_url, SWITCH_ROUNDS),
+        }
+
+
+async def mqtt() -> dict[str, Any]:
+    from bench import bench_mqtt_latency  # another engineer's; optional
+
+    return await bench_mqtt_latency.run(MQTT_SAMPLES)
+
+
+BENCHES: dict[str, Callable[[], Awaitable[Any]]] = {
+    "status": bench_status.run,
+    "image": bench_image.run,
+    "events": bench_events.run,
+    "mqtt": mqtt,
+    "switch": switch,
+    "footprint": bench_footprint.run,
+    "throughput": bench_throughput.run,
+}
+
+
+async def run_all(names: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
+    results: dict[str, Any] = {}
+    took: dict[str, float] = {}
+    for name in names:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        try:
+            results[name] = await BENCHES[name]()
+        except Exception as exc:  # noqa: BLE001 - one broken bench must not lose the others' numbers
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        took[name] = round(time.perf_counter() - started, 1)
+        print(f"bench: {name} done in {took[name]} s", file=sys.stderr, flush=True)
+    return results, took
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def target_rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(figure, measured, target, met) for every figure the issue sets a target for."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    for row in _ok(r.get("image")) or []:
+        rows.append((
+            f"Image route overhead, render {row['render_s']:g} s",
+            f"{row['overhead_ms']:+.2f} ms (paired {row['overhead_paired_ms']:+.2f} ms; {row['bridge_p50_ms']:.1f} vs {row['direct_p50_ms']:.1f} ms direct)",
+            f"< {IMAGE_TARGET_MS:g} ms at the median", row["overhead_ms"] < IMAGE_TARGET_MS,
+        ))  # fmt: skip
+    status = _ok(r.get("status"))
+    if status:
+        for case in ("healthy", "blackholed"):
+            for row in status[case]:
+                rows.append((
+                    f"Status p99, {case}, {row['clients']} client(s)",
+                    f"{row['p99_ms']:.2f} ms (p50 {row['p50_ms']:.2f} ms, {row['rps']:.0f} req/s)",
+                    f"< {STATUS_TARGET_MS:g} ms", row["p99_ms"] < STATUS_TARGET_MS,
+                ))  # fmt: skip
+    events = _ok(r.get("events"))
+    if events:
+        for name in ("sse", "mqtt"):
+            if events.get(name):
+                rows.append((
+                    f"Event latency, queue change -> {name.upper()} (vs. a direct ComfyUI websocket client)",
+                    f"p50 {events[name]['p50_ms']:.2f} ms, p99 {events[name]['p99_ms']:.2f} ms "
+                    f"(from the POST: p50 {events[name + '_from_submit']['p50_ms']:.2f} ms)",
+                    f"p50 < {EVENT_TARGET_MS:g} ms", events[name]["p50_ms"] < EVENT_TARGET_MS,
+                ))  # fmt: skip
+    mq = _ok(r.get("mqtt"))
+    if mq and mq.get("all"):
+        rows.append((
+            "Event latency, ComfyUI ws frame sent -> MQTT subscriber (bench_mqtt_latency)",
+            f"p50 {mq['all']['p50_ms']:.2f} ms, p99 {mq['all']['p99_ms']:.2f} ms",
+            f"p50 < {EVENT_TARGET_MS:g} ms", mq["all"]["p50_ms"] < EVENT_TARGET_MS,
+        ))  # fmt: skip
+    sw = _ok(r.get("switch"))
+    if sw:
+        for key, label in (("switch_1_llm_slot", "1 LLM slot"), ("switch_3_llm_slots", "3 LLM slots")):
+            for target, row in sw[key].items():
+                own = row["bridge_own"]
+                rows.append((
+                    f"Switch overhead to {target}, {label}",
+                    f"p50 {own['p50_ms']:.1f} ms, p99 {own['p99_ms']:.1f} ms (whole switch p50 {row['total']['p50_ms']:.1f} ms)",
+                    f"< {SWITCH_TARGET_MS:g} ms", own["p50_ms"] < SWITCH_TARGET_MS,
+                ))  # fmt: skip
+    fp = _ok(r.get("footprint"))
+    if fp:
+        for key, label in (("cpu_idle_pct", "ComfyUI healthy"), ("cpu_idle_100_sse_pct", "100 SSE clients"),
+                           ("cpu_idle_comfyui_down_pct", "ComfyUI down")):  # fmt: skip
+            rows.append((
+                f"Idle CPU, {label}", f"{fp[key]:.2f} % of a core over {fp['cpu_window_s']:g} s "
+                f"(bare aiohttp process {fp['cpu_bare_pct']:.2f} %)", f"~0 (< {IDLE_CPU_TARGET_PCT:g} %)",
+                fp[key] < IDLE_CPU_TARGET_PCT,
+            ))  # fmt: skip
+        rows.append((
+            "RSS idle / with 100 SSE clients",
+            f"{fp['rss_idle_mib']} MiB / {fp['rss_100_sse_mib']} MiB ({fp['rss_per_sse_client_kib']} KiB per client; "
+            f"bare aiohttp process {fp['rss_bare_mib']} MiB)", "(no target)", None,
+        ))  # fmt: skip
+    tp = _ok(r.get("throughput"))
+    if tp:
+        rows.append((
+            "Throughput: 50 concurrent image requests",
+            f"{tp['completed_200']}/50 completed, {tp['distinct_prompt_ids']} distinct prompts, "
+            f"{tp['comfyui_accepted']} accepted by ComfyUI, {tp['lost_from_history']} lost, "
+            f"peak queue depth {tp['peak_queue_depth']} (expected 50); {tp['wall_s']} s vs {tp['direct_wall_s']} s direct",
+            "all complete, none duplicated or lost", tp["passed"] and tp["peak_as_expected"],
+        ))  # fmt: skip
+    return rows
+
+
+def _ok(result: Any) -> Any:
+    return None if not result or (isinstance(result, dict) and "error" in result) else result
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render(results: dict[str, Any], took: dict[str, float], env: dict[str, Any], notes: str) -> str:
+    rows = target_rows(results)
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by `.venv/bin/python -m bench.run` (do not edit by hand; the explanations below the",
+        "tables live in `bench/run.py`). Every figure is measured against a baseline in the same run",
+        "(a direct ComfyUI client, a bare aiohttp server, a bare interpreter) and is a median of several",
+        "runs or samples; all processes run on this one machine over 127.0.0.1.",
+        "",
+        "## Machine",
+        "",
+        table(["", ""], [[k, v] for k, v in env.items() if v is not None]),
+        "",
+        "## Figures against the targets of issue 6",
+        "",
+        table(["figure", "measured", "target", "verdict"], [[f, m, t, verdict(ok)] for f, m, t, ok in rows]),
+        "",
+    ]
+    errors = {name: r["error"] for name, r in results.items() if isinstance(r, dict) and "error" in r}
+    if errors:
+        out += ["## Benchmarks that failed to run", "", *[f"- `{n}`: {e}" for n, e in errors.items()], ""]
+    out += [notes.strip(), "", "## Run times", "", table(["bench", "seconds"], [[k, v] for k, v in took.items()]), ""]
+    out += ["## Raw results", "", "```json", json.dumps(results, indent=1), "```", ""]
+    return "\n".join(out)
+
+
+NOTES = """
+## How each figure is measured, and what the misses mean
+
+**Image route overhead** (`bench/bench_image.py`). The same stand-in serves two clients in turn,
+interleaved round by round: a minimal ComfyUI client (one persistent websocket, `POST /prompt` with a
+prebuilt graph, wait for `executing {node: null}`, `GET /view`) and `POST /v1/images/generations`
+followed by `GET` of the returned cache URL, so both end with the PNG bytes in hand. Render times are
+fixed by the stand-in (`step_seconds` x 4 steps = 0, 0.2, 2 s). Overhead = median(bridge) - median(direct);
+"paired" is the median of the per-round differences. Differences around 1 ms, either sign, are noise.
+
+**Status** (`bench/bench_status.py`). `wrk -t1` (C, one thread) when installed, else the aiohttp client in
+the bench process; closed-loop clients that send back to back; the median of 3 runs per row. The bare
+aiohttp baseline answers the same path with a body of the same size, no middlewares, no state. With
+closed-loop clients the latency is set by Little's law: p50 ~ clients / throughput. On a 2-core machine
+where the load generator takes one core, aiohttp (the bridge, and the bare server alike) serves a few
+thousand requests/s, so 100 clients that never pause queue for ~15-30 ms each: the 100-client p99 target
+is out of reach of *any* single-process aiohttp server here, and the bare baseline misses it by the same
+margin. The bridge's own share is the gap to the baseline; blackholed and healthy are the same within
+noise, which is the claim that matters (status never waits on ComfyUI). A 10-client p99 near 10 ms is
+the machine's scheduling noise (see the load average: other work shared these 2 cores).
+
+**Event latency** (`bench/bench_events.py`, `bench/bench_mqtt_latency.py`). A third party posts prompts
+straight to ComfyUI; each submission and each completion changes the queue. bench_events timestamps
+each change at a direct websocket client on ComfyUI (baseline), at an SSE client on `/api/events`, and at
+an MQTT subscriber on `hal0/comfyui/queue` via a real mosquitto; latency = subscriber - direct. ComfyUI
+sends the same frame to its sockets one after another, so sub-millisecond differences (even negative
+ones) are ordering noise. bench_mqtt_latency (another engineer's) times from the moment the stand-in
+hands the frame to the socket.
+
+**Switch overhead** (`bench/bench_switch.py`): the wall time of a whole switch minus the slots' own phases
+(drain, stop, start, ready), with instantly-starting process slots and the stand-in as ComfyUI.
+
+**Footprint** (`bench/bench_footprint.py`): `VmRSS` from `/proc/<pid>/status`; CPU = `utime + stime` from
+`/proc/<pid>/stat` over 5 s (10 ms ticks: 0.2 % is a single tick). Baseline: a bare interpreter that
+imported aiohttp and sleeps.
+
+**Throughput** (`bench/bench_throughput.py`): 50 concurrent requests (n=1, distinct seeds). The stand-in's
+first render includes a 2 s model load, so every prompt the bridge forwards piles up in ComfyUI's queue:
+peak depth 50 means the bridge submits all of them at once, none twice. Checked against the stand-in's
+counters (`GET /_standin/state`: accepted, succeeded, history) and by fetching all 50 images. Baseline:
+the same 50 graphs posted straight to a fresh stand-in.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(BENCHES))
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--json", action="store_true", help="also print the raw results")
+    args = parser.parse_args()
+    names = [n for n in args.only.split(",") if n] or list(BENCHES)
+    unknown = set(names) - set(BENCHES)
+    if unknown:
+        parser.error(f"unknown bench: {', '.join(sorted(unknown))}")
+    env = machine()
+    started = time.perf_counter()
+    results, took = asyncio.run(run_all(names))
+    took["total"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(results, took, env, NOTES))
+    print(f"bench: wrote {args.out} in {took['total']} s", file=sys.stderr)
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
