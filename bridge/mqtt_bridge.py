@@ -273,13 +273,14 @@ class MqttBridge:
     # ------------------------------------------------------- connection events
 
     def _on_connect(self, reason: ReasonCode) -> None:
+        if self._stopping or self._client is None:
+            return  # a CONNACK handed over while stop() ran
         if reason.is_failure:
             self._on_connect_fail(str(reason))
             return
         self._connected = True
         self._failures = 0
         _LOGGER.info("MQTT: connected to %s:%s", self._mqtt.host, self._mqtt.port)
-        assert self._client is not None
         _rc, self._subscribe_mid = self._client.subscribe([(topic, QOS) for topic in self.topics.command_topics()])
         # Everything is published again once the SUBACK is in (see _on_subscribe).
 
