@@ -161,8 +161,12 @@ class Arbiter:
 
         Call after ``SlotManager.start()`` (which adopts slot processes left by a previous run).
         """
+        first_start = not await asyncio.to_thread(self._store.path.exists)
         state, problem = await self._store.load()
         known = {s.name for s in self._slots.llm}
+        if first_start:  # nothing ran under us yet: inference starts the slots marked autostart
+            autostart = tuple(sorted(s.name for s in self._slots.llm if s.cfg.autostart))
+            state = state.with_(saved_llm_slots=autostart)
         dropped = [n for n in state.saved_llm_slots if n not in known]
         if dropped:
             _LOG.warning("arbiter state: forgetting unknown slots %s", ", ".join(dropped))

@@ -140,6 +140,8 @@ SLOT_SCHEMA = vol.Schema(
         vol.Optional("drain_timeout", default=30.0): _positive_float,
         # how to see in-flight work of an llm slot: llama.cpp GET /slots, or not at all
         vol.Optional("inflight", default="slots"): vol.In(["slots", "none"]),
+        # on a first start (no arbiter state yet) inference mode starts this llm slot
+        vol.Optional("autostart", default=False): bool,
         # one readiness / in-flight / state probe; how often slot state is refreshed for status
         vol.Optional("probe_timeout", default=1.0): _positive_float,
         vol.Optional("poll_interval", default=2.0): _positive_float,
@@ -262,6 +264,7 @@ class SlotConfig:
     stop_timeout: float
     drain_timeout: float
     inflight: str
+    autostart: bool = False
     probe_timeout: float = 1.0
     poll_interval: float = 2.0
 

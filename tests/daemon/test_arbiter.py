@@ -251,6 +251,15 @@ async def test_only_the_llm_slots_that_ran_are_restarted(rig_factory: RigFactory
     assert rig.slot_states() == {"llm1": "ready", "llm2": "offline", "comfy": "ready"}
 
 
+async def test_first_start_runs_the_autostart_llm_slots(rig_factory: RigFactory) -> None:
+    rig = await rig_factory(llm={"llm1": [], "llm2": []}, running=[], slot_overrides={"llm1": {"autostart": True}})
+    end = await rig.settle()
+
+    assert end is not None and end["trigger"] == "recovery" and end["error"] is None
+    assert rig.slot_states()["llm1"] == "ready" and rig.slot_states()["llm2"] == "offline"
+    assert rig.persisted()["saved_llm_slots"] == ["llm1"]
+
+
 async def test_switch_is_shown_in_status_and_events_with_timed_phases(rig_factory: RigFactory) -> None:
     rig = await rig_factory()
     sub = rig.watch()
