@@ -23,7 +23,7 @@ from .catalogue import Catalogue
 from .commands import MODES
 from .config import Config
 from .errors import ErrorCode
-from .web import BRIDGE_KEY, READ_METHODS, requires_token
+from .web import BRIDGE_KEY, requires_token
 
 OPENAPI_PATH = "/api/openapi.json"
 DOCUMENT_KEY = web.AppKey("openapi_document", bytes)
@@ -422,7 +422,6 @@ def build_document(config: Config, catalogue: Catalogue) -> Json:
             for c in all_error_codes()
         ],
         "x-any-route-error-codes": [c.code for c in ANY_ROUTE],
-        "x-read-methods": sorted(READ_METHODS),
     }  # fmt: skip
 
 

@@ -137,7 +137,9 @@ auth_headers = st.one_of(
     st.just(f"Bearer {TOKEN}"),
     header_text,
     header_text.map(lambda t: f"Bearer {t}"),
-    st.sampled_from(["Bearer", "Bearer ", f"bearer {TOKEN}", f"Basic {TOKEN}", f"Bearer {TOKEN} x", f"Bearer  {TOKEN}"]),
+    st.sampled_from(
+        ["Bearer", "Bearer ", f"bearer {TOKEN}", f"Basic {TOKEN}", f"Bearer {TOKEN} x", f"Bearer  {TOKEN}"]
+    ),
 )
 
 # ------------------------------------------------------------------------------- checks

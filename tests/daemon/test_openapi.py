@@ -207,7 +207,9 @@ async def test_without_a_token_bearer_is_optional(api: TestClient) -> None:
     assert operation(doc, "POST", GEN)["security"] == [{"bearer": []}, {}]
 
 
-async def test_protected_operations_really_answer_401_without_the_token(aiohttp_client: Any, bridge_config: Any) -> None:
+async def test_protected_operations_really_answer_401_without_the_token(
+    aiohttp_client: Any, bridge_config: Any
+) -> None:
     api = await aiohttp_client(create_app(bridge_config(server={"token": TOKEN})))
     doc = await fetch_doc(api)
     for path, methods in doc["paths"].items():
