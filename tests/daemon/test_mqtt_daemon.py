@@ -49,7 +49,7 @@ def write_config(path: Path, *, broker: Mosquitto, http_port: int, llm_port: int
         "image": {"idle_restore_minutes": 0, "cache_dir": str(state / "cache")},
         "mqtt": {"host": broker.host, "port": broker.port, "username": "bridge", "password": USERS["bridge"],
                  "node_id": NODE, "keepalive": 10},  # fmt: skip
-        "slots.llm": {**slot_common, "group": "llm", "command": fake_llama.command(llm_port),
+        "slots.llm": {**slot_common, "group": "llm", "command": fake_llama.command(llm_port), "autostart": True,
                       "url": f"http://127.0.0.1:{llm_port}", "ready_path": "/health"},  # fmt: skip
         "slots.img": {**slot_common, "group": "img", "url": comfy_url,
                       "command": [sys.executable, "-m", "tests.support.comfyui_standin", "--port", str(comfy_port)]},  # fmt: skip
@@ -64,9 +64,9 @@ def write_config(path: Path, *, broker: Mosquitto, http_port: int, llm_port: int
 class Daemon:
     """``python -m hal0_bridge --config FILE`` as a child process, plus the slot children it starts."""
 
-    def __init__(self, config: Path, http_port: int, state: Path, log: Path, *, llm_pid: int, comfy_port: int) -> None:
+    def __init__(self, config: Path, http_port: int, state: Path, log: Path, *, comfy_port: int) -> None:
         self.config, self.http_port, self.state, self.log = config, http_port, state, log
-        self.llm_pid = llm_pid  # the adopted LLM slot process
+        self.llm_pid = 0  # the LLM slot process the daemon started (autostart), once ready
         self.comfy_url = f"http://127.0.0.1:{comfy_port}"
         self.proc: asyncio.subprocess.Process | None = None
         self.url = f"http://127.0.0.1:{http_port}"
@@ -133,30 +133,6 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-async def adopt_running_llm(state: Path, port: int) -> asyncio.subprocess.Process:
-    """Start the LLM slot the way a previous bridge run left it (pid file), so the daemon adopts it.
-
-    That is how an LLM is already holding the GPU when the daemon starts in inference mode.
-    """
-    argv = fake_llama.command(port)
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=REPO, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    (state / "slots").mkdir(parents=True, exist_ok=True)
-    (state / "slots" / "llm.pid").write_text(json.dumps({"pid": proc.pid, "argv": argv}))
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/health") as resp:
-                    if resp.status == 200:
-                        return proc
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise TimeoutError("fake llama did not come up")
-
-
 async def wait_online(broker: Mosquitto) -> None:
     """Until the daemon is on the broker: it subscribes before it publishes "online" (same connection)."""
     watcher = await MqttProbe(broker, username="watcher", password=USERS["watcher"]).connect(T.availability)
@@ -181,21 +157,20 @@ async def probe(broker: Mosquitto) -> AsyncIterator[MqttProbe]:
 
 @pytest.fixture
 async def daemon(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[Daemon]:
+    """The daemon in inference mode with its LLM slot (autostart) up and holding the GPU."""
     state = tmp_path / "state"
     http_port, llm_port, comfy_port = free_port(), free_port(), free_port()
     config = tmp_path / "bridge.toml"
     write_config(config, broker=broker, http_port=http_port, llm_port=llm_port, comfy_port=comfy_port, state=state)
-    llm = await adopt_running_llm(state, llm_port)
-    running = Daemon(config, http_port, state, tmp_path / "daemon.log", llm_pid=llm.pid, comfy_port=comfy_port)
+    running = Daemon(config, http_port, state, tmp_path / "daemon.log", comfy_port=comfy_port)
     try:
         await running.start()
         await wait_online(broker)
+        await wait_status(running, lambda s: slot_state(s, "llm") == "ready")
+        running.llm_pid = running.slot_pids()["llm"]
         yield running
     finally:
         await running.cleanup()
-        if llm.returncode is None:
-            llm.kill()
-        await llm.wait()
 
 
 async def wait_status(daemon: Daemon, predicate, timeout: float = SWITCH_TIMEOUT) -> dict[str, Any]:  # type: ignore[no-untyped-def]
