@@ -155,12 +155,17 @@ class Witness:
     def __init__(self, api: TestClient, standin: ComfyStandIn | None) -> None:
         self.api = api
         self.standin = standin
+        self.doc: dict[str, Any] | None = None
 
     def _cache_files(self) -> int:
         return len(list(self.api.app[BRIDGE_KEY].config.image.cache_dir.glob("*.png")))
 
     async def take(self) -> dict[str, Any]:
+        """The witnessed state; the status read on the way must match the documented schema too."""
+        if self.doc is None:
+            self.doc = await doc_of(self.api)
         status = await (await self.api.get("/api/comfyui/status")).json()
+        validate(status, self.doc["components"]["schemas"]["Status"], self.doc)
         prompts = None if self.standin is None else self.standin.counters.prompts_submitted
         return {"arbiter": arbiter_fields(status), "prompts": prompts, "cache": self._cache_files()}
 
