@@ -119,6 +119,15 @@ MQTT_SCHEMA = vol.Schema(
             str, vol.Match(r"^[^#+\s]+$")
         ),
         vol.Optional("node_id", default=""): vol.All(str, vol.Match(r"^[A-Za-z0-9_-]*$")),
+        # reconnect back-off (paho doubles the delay from min to max), seconds
+        vol.Optional("reconnect_min_delay", default=1): vol.All(int, vol.Range(min=1)),
+        vol.Optional("reconnect_max_delay", default=30): vol.All(int, vol.Range(min=1)),
+        vol.Optional("connect_timeout", default=5.0): _positive_float,
+        # a burst of snapshot/memory changes is published at most this often (discrete state: at once)
+        vol.Optional("state_min_interval", default=0.2): vol.All(vol.Any(int, float), vol.Range(min=0)),
+        # how long stop() waits for the broker to acknowledge "offline"
+        vol.Optional("stop_timeout", default=3.0): _positive_float,
+        vol.Optional("max_queued_messages", default=1000): vol.All(int, vol.Range(min=1)),
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -242,6 +251,12 @@ class MqttConfig:
     discovery: bool
     discovery_prefix: str
     node_id: str
+    reconnect_min_delay: int = 1
+    reconnect_max_delay: int = 30
+    connect_timeout: float = 5.0
+    state_min_interval: float = 0.2
+    stop_timeout: float = 3.0
+    max_queued_messages: int = 1000
 
     @property
     def enabled(self) -> bool:

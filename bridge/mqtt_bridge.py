@@ -43,16 +43,6 @@ _LOGGER = logging.getLogger(__name__)
 
 QOS = 1  # availability, state, events and responses: at least once
 
-# Settings [mqtt] does not carry (yet); read with getattr so config.py can add them without a change here.
-SETTING_DEFAULTS: dict[str, float] = {
-    "reconnect_min_delay": 1,  # seconds before the first reconnect attempt (paho doubles it ...)
-    "reconnect_max_delay": 30,  # ... up to this
-    "state_min_interval": 0.2,  # a burst of status changes is published at most this often
-    "stop_timeout": 3.0,  # how long stop() waits for the broker to acknowledge "offline"
-    "max_queued_messages": 1000,  # paho's outgoing queue bound while the broker is slow
-    "connect_timeout": 5.0,  # TCP/TLS connect to the broker, in paho's thread (also bounds stop())
-}
-
 ONLINE = "online"
 OFFLINE = "offline"
 PIN_WORDS = {"on": True, "true": True, "off": False, "false": False}
@@ -112,9 +102,6 @@ class MqttBridge:
         self._workers: list[asyncio.Task[Any]] = []
         self._subscription = None
 
-    def _setting(self, name: str) -> float:
-        return float(getattr(self._mqtt, name, SETTING_DEFAULTS[name]))
-
     # ---------------------------------------------------------------- lifecycle
 
     @property
@@ -171,7 +158,7 @@ class MqttBridge:
         try:
             # joins paho's thread, which may be inside a connect attempt (bounded by connect_timeout)
             await asyncio.wait_for(
-                asyncio.to_thread(client.loop_stop), self._setting("connect_timeout") + self._setting("stop_timeout")
+                asyncio.to_thread(client.loop_stop), self._mqtt.connect_timeout + self._mqtt.stop_timeout
             )
         except TimeoutError:  # paho's thread is a daemon thread: it cannot hold the process up
             _LOGGER.warning("MQTT: network thread did not stop in time")
@@ -195,7 +182,7 @@ class MqttBridge:
         future: asyncio.Future[None] = self._loop.create_future()
         self._acks[mid] = future
         try:
-            await asyncio.wait_for(future, self._setting("stop_timeout"))
+            await asyncio.wait_for(future, self._mqtt.stop_timeout)
         except TimeoutError:
             _LOGGER.warning("MQTT: broker did not acknowledge message %s in time", mid)
         finally:
@@ -228,10 +215,10 @@ class MqttBridge:
                 client.tls_insecure_set(True)
         client.will_set(self.topics.availability, OFFLINE, qos=QOS, retain=True)
         client.reconnect_delay_set(
-            int(self._setting("reconnect_min_delay")), int(self._setting("reconnect_max_delay"))
+            self._mqtt.reconnect_min_delay, self._mqtt.reconnect_max_delay
         )
-        client.max_queued_messages_set(int(self._setting("max_queued_messages")))
-        client.connect_timeout = self._setting("connect_timeout")
+        client.max_queued_messages_set(self._mqtt.max_queued_messages)
+        client.connect_timeout = self._mqtt.connect_timeout
         client.on_connect = self._paho_on_connect
         client.on_connect_fail = self._paho_on_connect_fail
         client.on_disconnect = self._paho_on_disconnect
@@ -409,7 +396,7 @@ class MqttBridge:
     async def _write_state_loop(self) -> None:
         """Publish parked status at once, then at most every ``state_min_interval`` during bursts."""
         assert self._loop is not None
-        interval = self._setting("state_min_interval")
+        interval = self._mqtt.state_min_interval
         while True:
             await self._status_wakeup.wait()
             self._status_wakeup.clear()
@@ -527,10 +514,8 @@ class MqttBridge:
             self._respond(reply, error=err.envelope()["error"])
         except Exception as err:  # a bug behind one command must not take the bridge down
             _LOGGER.exception("MQTT %s on %s failed", action, message.topic)
-            self._respond(
-                reply,
-                error={"code": "bridge.internal_error", "message": f"{type(err).__name__}: {err}", "type": "server_error"},
-            )
+            internal = ApiError(errors.INTERNAL, f"internal error ({type(err).__name__}); see the bridge log")
+            self._respond(reply, error=internal.envelope()["error"])
         else:
             self._respond(reply, data=data)
 
