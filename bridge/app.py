@@ -118,9 +118,14 @@ def create_app(config: Config) -> web.Application:
 
 
 async def serve(config: Config) -> None:
-    """Run until SIGINT/SIGTERM, then stop cleanly (MQTT says offline, slots are left as they are)."""
+    """Run until SIGINT/SIGTERM, then stop cleanly: MQTT says offline, systemd slot units keep
+    running, the bridge's own process slots end with it.
+
+    ``handler_cancellation``: a client that hangs up cancels its handler, so its render is taken back
+    from ComfyUI instead of running on for nobody.
+    """
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port)
     await site.start()

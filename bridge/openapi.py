@@ -3,7 +3,7 @@
 Built from the rules the daemon really applies, not copied from them: error codes, statuses and types
 come from :mod:`errors`, request limits from :mod:`image_request` and the running config, the status
 schema from the :mod:`snapshot` dataclasses, the models from the catalogue, and which routes need the
-bearer token from :func:`web.requires_token`. ``tests/daemon/test_openapi.py`` checks the document
+bearer token from :func:`web.path_requires_token`. ``tests/daemon/test_openapi.py`` checks the document
 against the router and against real answers, so it cannot drift silently.
 """
 
@@ -13,8 +13,7 @@ import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -23,7 +22,7 @@ from .catalogue import Catalogue
 from .commands import MODES
 from .config import Config
 from .errors import ErrorCode
-from .web import BRIDGE_KEY, requires_token
+from .web import BRIDGE_KEY, path_requires_token
 
 OPENAPI_PATH = "/api/openapi.json"
 DOCUMENT_KEY = web.AppKey("openapi_document", bytes)
@@ -236,16 +235,8 @@ def info_schema() -> Json:
 # ------------------------------------------------------------------------------- operations
 
 
-@dataclass(frozen=True, slots=True)
-class _Probe:
-    """Just enough of a request for :func:`web.requires_token` (it reads method and path only)."""
-
-    method: str
-    path: str
-
-
 def protected(method: str, path: str) -> bool:
-    return requires_token(cast(web.Request, _Probe(method.upper(), path)))
+    return path_requires_token(method.upper(), path)
 
 
 def _json(schema: Json) -> Json:

@@ -71,11 +71,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(ApiError(errors.INTERNAL, "internal error; see the bridge log"))
 
 
-def requires_token(request: web.Request) -> bool:
+def path_requires_token(method: str, path: str) -> bool:
     """Write routes and everything under /v1 need the bearer token when one is configured."""
-    return request.path.startswith("/v1/") or (
-        request.method not in READ_METHODS and request.path.startswith("/api/")
-    )
+    return path.startswith("/v1/") or (method not in READ_METHODS and path.startswith("/api/"))
+
+
+def requires_token(request: web.Request) -> bool:
+    return path_requires_token(request.method, request.path)
 
 
 @web.middleware

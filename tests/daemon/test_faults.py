@@ -230,11 +230,6 @@ async def _render_outcome(standin: ComfyStandIn) -> str:
     return "interrupted" if c.prompts_interrupted else "succeeded" if c.prompts_succeeded else "failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serve() builds web.AppRunner without handler_cancellation=True, so aiohttp never cancels the "
-    "handler when the client disconnects and the render runs on for nobody (bridge/app.py)",
-)
 async def test_client_disconnecting_mid_render_interrupts_it_in_comfyui(tmp_path: Path, standin: ComfyStandIn) -> None:
     async with daemon(tmp_path, standin.url) as url:
         await _walk_away_mid_render(url, standin)
