@@ -42,6 +42,15 @@ def _connection_schema(defaults: Mapping[str, Any]) -> vol.Schema:
     )
 
 
+
+def _entry_data(user_input: dict[str, Any]) -> dict[str, Any]:
+    """The entry's data from a submitted connection form."""
+    return {
+        CONF_HOST: user_input[CONF_HOST].strip(),
+        CONF_PORT: int(user_input[CONF_PORT]),
+        CONF_TOKEN: user_input.get(CONF_TOKEN, ""),
+    }
+
 class Hal0ConfigFlow(ConfigFlow, domain=DOMAIN):
     """Handle the user, reauth and reconfigure steps."""
 
@@ -64,11 +73,7 @@ class Hal0ConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = {
-                CONF_HOST: user_input[CONF_HOST].strip(),
-                CONF_PORT: int(user_input[CONF_PORT]),
-                CONF_TOKEN: user_input.get(CONF_TOKEN, ""),
-            }
+            data = _entry_data(user_input)
             info, errors = await self._validate(data[CONF_HOST], data[CONF_PORT], data[CONF_TOKEN])
             if info is not None:
                 await self.async_set_unique_id(info.node_id)
@@ -102,11 +107,7 @@ class Hal0ConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = {
-                CONF_HOST: user_input[CONF_HOST].strip(),
-                CONF_PORT: int(user_input[CONF_PORT]),
-                CONF_TOKEN: user_input.get(CONF_TOKEN, ""),
-            }
+            data = _entry_data(user_input)
             info, errors = await self._validate(data[CONF_HOST], data[CONF_PORT], data[CONF_TOKEN])
             if info is not None:
                 await self.async_set_unique_id(info.node_id)
