@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -27,6 +28,9 @@ from .slots import SlotManager
 from .snapshot import StatusHub
 from .web import BRIDGE_KEY, make_app
 from .workflows import WorkflowRenderer
+
+if TYPE_CHECKING:
+    from .mqtt_bridge import MqttBridge
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,7 +76,7 @@ class Bridge:
             self.comfy.set_img_slot_state(self.slots.img_state)
             self._gate = self.arbiter
         else:
-            # Nothing to arbitrate: ComfyUI is the only GPU user (README, "Modes").
+            # Nothing to arbitrate: ComfyUI is the only GPU user (docs/decisions.md).
             self.hub.update(mode="generation")
         self.images = ImageService(self.config, self.hub, self.renderer, self.comfy, self.cache, self._gate)
         self.commands = Commands(self.config, self.hub, self.catalogue, self.images, self.comfy, self.arbiter)
