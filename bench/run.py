@@ -265,10 +265,10 @@ one), or answer first and sync after. `response_format=b64_json` saves the clien
 the bench process; closed-loop clients that send back to back; the median of 3 runs per row. The bare
 aiohttp baseline answers the same path with a body of the same size, no middlewares, no state. With
 closed-loop clients the latency is set by Little's law: p50 ~ clients / throughput. On a 2-core machine
-where the load generator takes one core, aiohttp (the bridge, and the bare server alike) serves a few
-thousand requests/s, so 100 clients that never pause queue for ~15-30 ms each: the 100-client p99 target
-is out of reach of *any* single-process aiohttp server here, and the bare baseline misses it by the same
-margin. The bridge's own share is the gap to the baseline; blackholed and healthy are the same within
+where the load generator takes one core, aiohttp (the bridge, and the bare server alike) serves several
+thousand requests/s (3-10 k, depending on what else runs), so 100 clients that never pause queue for
+10-30 ms each: the 100-client p99 target is out of reach of *any* single-process aiohttp server here,
+and the bare baseline misses it too (compare its rows). The bridge's own share is the gap to the baseline; blackholed and healthy are the same within
 noise, which is the claim that matters (status never waits on ComfyUI). A 10-client p99 near 10 ms is
 the machine's scheduling noise (see the load average: other work shared these 2 cores).
 
