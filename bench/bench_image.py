@@ -29,8 +29,8 @@ from hal0_bridge.catalogue import Catalogue
 from hal0_bridge.config import build
 from hal0_bridge.workflows import WorkflowRenderer, build_params
 
-ROUNDS = {0.0: 21, 0.05: 15, 0.5: 9}  # per step_seconds: fewer of the long renders keeps the run short
-TMPFS_ROUNDS = {0.0: 15, 0.5: 7}
+ROUNDS = {0.0: 21, 0.05: 15, 0.5: 13}  # per step_seconds: fewer of the long renders keeps the run short
+TMPFS_ROUNDS = {0.0: 15, 0.5: 9}
 TMPFS = "/dev/shm"
 SIZE = 64
 STEPS = 4

@@ -8,7 +8,9 @@ never answers) changes nothing.
 Baseline in the same run: a bare aiohttp server (no middlewares, no state) answering the same path
 with a body of the same size, under the same load generator. With closed-loop clients the latency at
 C clients is about C / throughput (Little's law), so the baseline shows the floor that aiohttp on this
-machine sets before the bridge does anything. Every figure is the median of ``RUNS`` runs.
+machine sets before the bridge does anything. An open-loop run (100 clients polling 10 times a second
+each, from this process) measures latency at a realistic load rather than at saturation. Every figure
+is the median of ``RUNS`` runs.
 Run: ``.venv/bin/python -m bench.bench_status``
 """
 
@@ -37,6 +39,9 @@ PROBE_SETTLE_S = 1.0  # healthy: let the first probes land
 BLACKHOLE_SETTLE_S = 2.0  # blackholed: probes time out and the snapshot says unreachable
 WRK = shutil.which("wrk")
 PATH = "/api/comfyui/status"
+OPEN_CLIENTS = 100  # open loop: this many clients ...
+OPEN_RATE = 10.0  # ... each polling this often per second (100 dashboards), for ...
+OPEN_SECONDS = 2.0  # ... this long per run
 
 BARE_SERVER = """
 import sys
@@ -99,6 +104,45 @@ async def load_aiohttp(url: str, clients: int) -> dict[str, float]:
     return {"p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"], "rps": round(len(latencies) / elapsed), "errors": errors}
 
 
+async def load_open(url: str, clients: int = OPEN_CLIENTS, rate: float = OPEN_RATE) -> dict[str, float]:
+    """Open loop: each client sends on a fixed schedule whether or not the last answer was quick.
+
+    Latency counts from the scheduled send time, so a stall delays every request behind it and
+    shows up (no coordinated omission). This is the load a house full of dashboards makes, unlike
+    the closed loop, which measures saturation.
+    """
+    latencies: list[float] = []
+    errors = 0
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client(phase: float) -> None:
+            nonlocal errors
+            start = loop.time() + phase
+            for k in range(int(OPEN_SECONDS * rate)):
+                due = start + k / rate
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                async with session.get(f"{url}{PATH}") as resp:
+                    await resp.read()
+                    errors += resp.status != 200
+                latencies.append(loop.time() - due)
+
+        await asyncio.gather(*(client(i / clients / rate) for i in range(clients)))
+    s = summary_ms(latencies)
+    return {"p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"], "rps": round(clients * rate), "errors": errors}
+
+
+async def load_open_median(url: str, runs: int = RUNS) -> dict[str, Any]:
+    rows = [await load_open(url) for _ in range(runs)]
+    return {
+        "clients": OPEN_CLIENTS,
+        "rate_per_client": OPEN_RATE,
+        **{k: round(statistics.median(r[k] for r in rows), 3) for k in ("p50_ms", "p99_ms", "rps")},
+        "errors": sum(r["errors"] for r in rows),
+    }
+
+
 async def load(url: str, clients: int, runs: int = RUNS) -> dict[str, Any]:
     """Median over ``runs`` runs of each figure."""
     one = load_wrk if WRK else load_aiohttp
@@ -132,6 +176,7 @@ async def run(concurrency: tuple[int, ...] = (1, 10, 100), runs: int = RUNS) -> 
         results["body_bytes"] = snap["bytes"]
         results["healthy_reachable"] = snap["reachable"]
         results["healthy"] = [await load(url, c, runs) for c in concurrency]
+        results["healthy_open_loop"] = await load_open_median(url, runs)
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
     hole.listen(1024)
@@ -140,10 +185,12 @@ async def run(concurrency: tuple[int, ...] = (1, 10, 100), runs: int = RUNS) -> 
             await asyncio.sleep(BLACKHOLE_SETTLE_S)
             results["blackholed_reachable"] = (await snapshot(url))["reachable"]
             results["blackholed"] = [await load(url, c, runs) for c in concurrency]
+            results["blackholed_open_loop"] = await load_open_median(url, runs)
     finally:
         hole.close()
     async with bare_server(results["body_bytes"]) as url:
         results["bare_aiohttp"] = [await load(url, c, runs) for c in concurrency]
+        results["bare_aiohttp_open_loop"] = await load_open_median(url, runs)
     return results
 
 
