@@ -14,15 +14,12 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.common import free_port, process, standin, wait_http
+from bench.common import bridge_process, free_port, process, standin
 
 SSE_CLIENTS = 100
 IDLE_WINDOW_S = 5.0  # CPU is sampled over this long
@@ -55,20 +52,6 @@ async def idle_cpu(pids: dict[str, int], window: float = IDLE_WINDOW_S) -> dict[
     return {name: round((cpu_seconds(pid) - before[name]) / elapsed * 100, 3) for name, pid in pids.items()}
 
 
-@asynccontextmanager
-async def bridge_proc(comfy_url: str) -> AsyncIterator[tuple[str, int]]:
-    """Like ``bench.common.bridge`` but also yields the daemon's pid (for /proc)."""
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="hal0-bench-fp-") as tmp:
-        cfg = Path(tmp) / "bridge.toml"
-        cfg.write_text(f'[server]\nport = {port}\nstate_dir = "{tmp}"\n[comfyui]\nurl = "{comfy_url}"\n')
-        argv = (sys.executable, "-m", "hal0_bridge", "--config", str(cfg), "--log-level", "WARNING")
-        async with process(*argv) as proc:
-            url = f"http://127.0.0.1:{port}"
-            await wait_http(f"{url}/api/info")
-            yield url, proc.pid
-
-
 async def sse_clients(session: aiohttp.ClientSession, url: str, count: int) -> list[aiohttp.ClientResponse]:
     """Open ``count`` event streams and read each one's first snapshot, so all are really subscribed."""
 
@@ -84,7 +67,7 @@ async def sse_clients(session: aiohttp.ClientSession, url: str, count: int) -> l
 
 async def run() -> dict[str, Any]:
     async with process(sys.executable, "-c", BARE) as bare, standin() as comfy:
-        async with bridge_proc(comfy) as (url, pid):
+        async with bridge_process(comfy) as (url, pid):
             await asyncio.sleep(SETTLE_S)
             rss_idle, rss_bare = rss_kib(pid), rss_kib(bare.pid)
             cpu_idle = await idle_cpu({"bridge": pid, "bare": bare.pid})
@@ -99,7 +82,7 @@ async def run() -> dict[str, Any]:
             await asyncio.sleep(SETTLE_S)
             rss_after = rss_kib(pid)
     # ComfyUI gone: the probe loop keeps failing and the websocket keeps retrying, at their intervals
-    async with bridge_proc(f"http://127.0.0.1:{free_port()}") as (url, pid):
+    async with bridge_process(f"http://127.0.0.1:{free_port()}") as (url, pid):
         await asyncio.sleep(SETTLE_S)
         cpu_down = await idle_cpu({"bridge": pid})
     return {

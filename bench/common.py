@@ -83,7 +83,8 @@ async def standin(step_seconds: float = 0.0) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def bridge(comfy_url: str, extra_toml: str = "") -> AsyncIterator[str]:
+async def bridge_process(comfy_url: str, extra_toml: str = "") -> AsyncIterator[tuple[str, int]]:
+    """The daemon as its own process: yields its URL and pid (for /proc readings)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="hal0-bench-") as tmp:
         cfg = Path(tmp) / "bridge.toml"
@@ -91,7 +92,14 @@ async def bridge(comfy_url: str, extra_toml: str = "") -> AsyncIterator[str]:
             f'[server]\nport = {port}\nstate_dir = "{tmp}"\n'
             f'[comfyui]\nurl = "{comfy_url}"\n{extra_toml}'
         )
-        async with process(sys.executable, "-m", "hal0_bridge", "--config", str(cfg), "--log-level", "WARNING"):
+        argv = (sys.executable, "-m", "hal0_bridge", "--config", str(cfg), "--log-level", "WARNING")
+        async with process(*argv) as proc:
             url = f"http://127.0.0.1:{port}"
             await wait_http(f"{url}/api/info")
-            yield url
+            yield url, proc.pid
+
+
+@asynccontextmanager
+async def bridge(comfy_url: str, extra_toml: str = "") -> AsyncIterator[str]:
+    async with bridge_process(comfy_url, extra_toml) as (url, _pid):
+        yield url

@@ -83,10 +83,9 @@ class ImageCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f".tmp-{name}"
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            # No fsync: this is a cache. The rename keeps it atomic (a reader never sees half an
+            # image); a power cut may lose the newest files, which costs ~1 ms/image less (bench).
+            tmp.write_bytes(data)
             os.replace(tmp, self.directory / name)
         except BaseException:
             tmp.unlink(missing_ok=True)
