@@ -262,19 +262,17 @@ What the bridge adds, by design: one more HTTP hop (client -> bridge), its own `
 the PNG to the cache, and the client's `GET` of the cache URL. Found by profiling the daemon (cProfile
 over 200 renders) and from `_hal0.timings`: on this 2-vCPU VM every loopback send that wakes another
 process costs about 1 ms (`socket.send` averaged 0.9 ms in the profile), so each extra hop is 1-2 ms;
-and the cache writes each image with `fsync` before answering, which on this ext4/virtio disk costs
-1-10 ms in development runs (`total_s - render_s` in `_hal0.timings`). The "cache on tmpfs" rows
-(same run, `image.cache_dir` on /dev/shm, where fsync is free) show what that costs here: where they
-are within noise of the default rows, the fsync was cheap in this run and the remainder is the extra
-hops. A fix for the fsync part belongs in `bridge/image_cache.py`: keep the atomic temp-file + rename
-but drop the per-image fsync (it is a cache; a crash may lose the newest files, never expose a partial
-one), or answer first and sync after. `response_format=b64_json` saves the client its extra `GET`.
+and writing the PNG to the cache (temp file + atomic rename, no fsync since commit "Image cache writes
+without fsync": an fsync per image cost 1-10 ms on this ext4/virtio disk). The "cache on tmpfs" rows
+(same run, `image.cache_dir` on /dev/shm) show that the cache write is now about as cheap on disk as in
+memory; the remainder is the extra hops. `response_format=b64_json` saves the client its extra `GET`.
 Why the 2 s row is higher: its parts are the same four, each ~0.5 ms slower than in the 0 s row (the
 client's plain `GET` of a cached file included), while the ComfyUI leg stays within ~1 ms of the direct
 client at every render time. So nothing the bridge does grows with render time (following the render
 over the websocket costs nothing extra); after 2 s of quiet the processes wake up slower on this VM,
 and the bridge path simply has more wake-ups (hops) than the direct one. Fewer hops is the only cure:
-no fsync on the response path, and `b64_json` for clients that want the bytes at once.
+`b64_json` for clients that want the bytes at once. Misses of the 5 ms target by a millisecond or so
+come and go between runs (load average in the Machine table) and sit in these fixed hops.
 
 **Status** (`bench/bench_status.py`). `wrk -t1` (C, one thread) when installed, else the aiohttp client in
 the bench process; closed-loop clients that send back to back; the median of 3 runs per row. The bare
