@@ -3,13 +3,14 @@
 Clients name a model (``sdxl-turbo``, or an alias such as ``sdxl``); the catalogue turns that name into a
 :class:`ModelSpec` carrying the template, checkpoint and sampling defaults. Only curated models can be
 requested, so a request can never make ComfyUI load an arbitrary file. Built-ins cover the two model
-families shipped with templates; ``[models.NAME]`` in the config adds models or replaces a built-in.
+families shipped with templates; ``[models.NAME]`` in the config adds models or overrides a built-in's keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from . import errors
 from .config import Config, ConfigError, ModelConfig
@@ -60,26 +61,43 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
 )
 
 
-def _parse_size(value: str) -> tuple[int, int] | None:
-    """Config sizes are already validated as ``WxH`` (or "" for the default size)."""
-    if not value:
-        return None
+def _parse_size(value: str) -> tuple[int, int]:
+    """Config sizes are already validated as ``WxH``."""
     width, height = value.lower().split("x")
     return int(width), int(height)
 
 
-def spec_from_config(model: ModelConfig) -> ModelSpec:
+# what a configured model that is not a built-in gets for the keys it leaves out
+CONFIG_DEFAULTS = {"steps": 20, "cfg": 7.0, "sampler": "euler", "scheduler": "normal", "aliases": (),
+                   "description": ""}
+
+
+def spec_from_config(model: ModelConfig, base: ModelSpec | None = None) -> ModelSpec:
+    """A ``[models.NAME]`` table as a spec; keys it leaves out come from ``base`` (the built-in of the
+    same name) or, for a new model, from :data:`CONFIG_DEFAULTS` (template and checkpoint required)."""
+
+    def pick(key: str) -> Any:
+        value = getattr(model, key)
+        if value is not None:
+            return value
+        if base is not None:
+            return getattr(base, key)
+        if key not in CONFIG_DEFAULTS:
+            raise ConfigError(f"models.{model.name}.{key}: required for a model that is not built in")
+        return CONFIG_DEFAULTS[key]
+
+    size = _parse_size(model.size) if model.size is not None else (base.size if base is not None else None)
     return ModelSpec(
         name=model.name,
-        template=model.template,
-        checkpoint=model.checkpoint,
-        steps=model.steps,
-        cfg=float(model.cfg),
-        sampler=model.sampler,
-        scheduler=model.scheduler,
-        size=_parse_size(model.size),
-        aliases=tuple(model.aliases),
-        description=model.description,
+        template=pick("template"),
+        checkpoint=pick("checkpoint"),
+        steps=pick("steps"),
+        cfg=float(pick("cfg")),
+        sampler=pick("sampler"),
+        scheduler=pick("scheduler"),
+        size=size,
+        aliases=tuple(pick("aliases")),
+        description=pick("description"),
     )
 
 
@@ -136,12 +154,14 @@ class Catalogue:
 
     @classmethod
     def from_config(cls, cfg: Config) -> Catalogue:
-        """Built-ins plus ``[models.NAME]``; a configured model with a built-in's name replaces it whole.
+        """Built-ins plus ``[models.NAME]``; a configured model with a built-in's name overrides the keys
+        it sets and keeps the built-in's values for the others.
 
         Also checks that ``[image] default_model`` resolves, so a typo stops start-up instead of failing
         every request that omits ``model``.
         """
-        configured = [spec_from_config(m) for m in cfg.models.values()]
+        builtins = {b.name.lower(): b for b in BUILTIN_MODELS}
+        configured = [spec_from_config(m, builtins.get(m.name.lower())) for m in cfg.models.values()]
         replaced = {s.name.lower() for s in configured}
         specs = [b for b in BUILTIN_MODELS if b.name.lower() not in replaced] + configured
         catalogue = cls(specs, configured=[s.name for s in configured])

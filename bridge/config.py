@@ -158,17 +158,19 @@ SLOT_SCHEMA = vol.Schema(
     extra=vol.ALLOW_EXTRA,
 )
 
+# Keys left out stay None: a model named like a built-in inherits them from it, any other model gets
+# the catalogue's defaults (template and checkpoint are then required; see catalogue.spec_from_config).
 MODEL_SCHEMA = vol.Schema(
     {
-        vol.Required("template"): str,
-        vol.Required("checkpoint"): str,
-        vol.Optional("steps", default=20): vol.All(int, vol.Range(min=1, max=200)),
-        vol.Optional("cfg", default=7.0): vol.All(vol.Any(int, float), vol.Range(min=0, max=100)),
-        vol.Optional("sampler", default="euler"): str,
-        vol.Optional("scheduler", default="normal"): str,
-        vol.Optional("size", default=""): vol.Any("", _size),
-        vol.Optional("aliases", default=list): [str],
-        vol.Optional("description", default=""): str,
+        vol.Optional("template"): str,
+        vol.Optional("checkpoint"): str,
+        vol.Optional("steps"): vol.All(int, vol.Range(min=1, max=200)),
+        vol.Optional("cfg"): vol.All(vol.Any(int, float), vol.Range(min=0, max=100)),
+        vol.Optional("sampler"): str,
+        vol.Optional("scheduler"): str,
+        vol.Optional("size"): _size,
+        vol.Optional("aliases"): [str],
+        vol.Optional("description"): str,
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -286,16 +288,18 @@ class SlotConfig:
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
+    """``[models.NAME]`` as written: None where the file does not set the key."""
+
     name: str
-    template: str
-    checkpoint: str
-    steps: int
-    cfg: float
-    sampler: str
-    scheduler: str
-    size: str  # "" = use [image] default_size
-    aliases: tuple[str, ...]
-    description: str = ""
+    template: str | None = None
+    checkpoint: str | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    size: str | None = None
+    aliases: tuple[str, ...] | None = None
+    description: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +397,12 @@ def build(raw: dict[str, Any]) -> Config:
     }
     models = {
         name: ModelConfig(
-            **{**_fields(ModelConfig, m), "name": name, "cfg": float(m["cfg"]), "aliases": tuple(m["aliases"])}
+            name=name,
+            **{
+                **_fields(ModelConfig, m),
+                **({"cfg": float(m["cfg"])} if "cfg" in m else {}),
+                **({"aliases": tuple(m["aliases"])} if "aliases" in m else {}),
+            },
         )
         for name, m in data["models"].items()
     }

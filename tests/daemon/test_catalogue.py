@@ -97,12 +97,31 @@ def test_config_aliases_resolve() -> None:
     assert cat.resolve("my-model").name == "mine"
 
 
-def test_config_model_with_a_builtin_name_replaces_the_builtin_whole() -> None:
-    cat = catalogue({"sdxl-turbo": model(checkpoint="other.safetensors", steps=6)})
+def test_config_model_with_a_builtin_name_overrides_only_the_keys_it_sets() -> None:
+    cat = catalogue({"sdxl-turbo": {"checkpoint": "other.safetensors", "steps": 6}})
     spec = cat.resolve("sdxl-turbo")
-    assert (spec.checkpoint, spec.steps, spec.template) == ("other.safetensors", 6, "sd-1.5")
+    assert (spec.checkpoint, spec.steps) == ("other.safetensors", 6)
+    # everything else is still the built-in's: template, cfg 1.0, euler_ancestral/sgm_uniform, aliases
+    assert (spec.template, spec.cfg, spec.sampler, spec.scheduler) == ("sdxl-turbo", 1.0, "euler_ancestral", "sgm_uniform")
+    assert cat.resolve("sdxl") is spec
     assert cat.names().count("sdxl-turbo") == 1
-    assert "sdxl" not in cat  # the built-in's aliases went with it
+
+
+def test_overriding_a_builtin_keeps_its_own_size() -> None:
+    assert catalogue({"sd-1.5-pruned-emaonly": {"steps": 30}}).resolve("sd15").size == (512, 512)
+
+
+def test_new_config_model_gets_the_catalogue_defaults_for_what_it_leaves_out() -> None:
+    spec = catalogue({"mine": model()}).resolve("mine")
+    assert (spec.steps, spec.cfg, spec.sampler, spec.scheduler, spec.aliases) == (20, 7.0, "euler", "normal", ())
+
+
+@pytest.mark.parametrize("missing", ["template", "checkpoint"])
+def test_new_config_model_needs_template_and_checkpoint(missing: str) -> None:
+    body = model()
+    del body[missing]
+    with pytest.raises(ConfigError, match=rf"^models\.mine\.{missing}: required"):
+        catalogue({"mine": body})
 
 
 def test_replacing_a_builtin_ignores_the_case_of_its_name() -> None:

@@ -38,7 +38,7 @@ def test_no_config_gives_working_defaults() -> None:
         ({"mqtt": {"protocol": "4"}}, "mqtt.protocol"),
         ({"mqtt": {"base_topic": "hal0/#"}}, "mqtt.base_topic"),
         ({"slots": {"a": {"group": "gpu"}}}, "slots.a.group"),
-        ({"models": {"m": {"template": "t.j2"}}}, "models.m.checkpoint"),
+        ({"models": {"m": {"template": "t.j2", "steps": 0}}}, "models.m.steps"),
     ],
 )
 def test_bad_value_names_the_key(raw: dict, key: str) -> None:
