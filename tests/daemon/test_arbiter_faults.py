@@ -137,6 +137,24 @@ async def test_free_failing_keeps_generation_and_a_retry_completes(rig_factory: 
     assert rig.arbiter.mode == "inference" and rig.slot_states()["llm1"] == "ready"
 
 
+async def test_free_answering_500_keeps_generation_and_a_retry_completes(rig_factory: RigFactory) -> None:
+    rig = await rig_factory()
+    await rig.switch("generation")
+    await rig.comfy("POST", "/_standin/config", {"free_500": 1})  # ComfyUI's handler raises once
+
+    end = await rig.switch("inference")
+
+    assert end["type"] == "switch_failed" and "ComfyUI /free failed" in end["error"]
+    assert rig.arbiter.mode == "generation"
+    assert rig.slot_states()["llm1"] == "offline"
+
+    retry = await rig.switch("inference")
+
+    assert retry["type"] == "switch_finished"
+    assert rig.arbiter.mode == "inference" and rig.slot_states()["llm1"] == "ready"
+    assert (await rig.standin_counters())["free_calls"] == 2
+
+
 async def test_llm_slot_failing_to_restart_leaves_a_state_a_retry_completes(
     rig_factory: RigFactory, systemctl: Path
 ) -> None:

@@ -685,6 +685,16 @@ async def test_free_with_non_json_body_is_plain_500(comfy, session):
         assert await resp.text() == capture("prompt_error_empty_body.json")["response"]
 
 
+async def test_free_500_fault_answers_plain_text_then_recovers(comfy, session):
+    comfy.settings.free_500 = 1
+    body = {"unload_models": True, "free_memory": True}
+    async with session.post(f"{comfy.url}/free", json=body) as resp:
+        assert (resp.status, await resp.text()) == (500, "500 Internal Server Error\n\nServer got itself in trouble")
+    async with session.post(f"{comfy.url}/free", json=body) as resp:
+        assert resp.status == 200
+    assert comfy.counters.free_calls == 2
+
+
 async def test_free_sends_no_websocket_message(comfy, session):
     ws = await connect(session, comfy)
     async with session.post(f"{comfy.url}/free", json={"unload_models": True, "free_memory": True}):

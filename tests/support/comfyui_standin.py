@@ -114,6 +114,7 @@ class StandInSettings:
     ws_reject: bool = False  # refuse websocket upgrades (503)
     http_delay_seconds: float = 0.0  # delay before every ComfyUI route answers
     system_stats_delay_seconds: float = 0.0  # extra delay on /system_stats
+    free_500: int = 0  # the next N POST /free answer ComfyUI's plain-text 500 (an exception in the handler)
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply ``changes``; unknown names and wrong types raise ValueError (no partial update)."""
@@ -1669,6 +1670,9 @@ class ComfyStandIn:
     async def post_free(self, request: web.Request) -> web.Response:
         """Flags for the worker; 200 empty, no Content-Type; non-JSON → 500 (free_*_response.txt)."""
         self.counters.free_calls += 1
+        if self.settings.free_500 > 0:
+            self.settings.free_500 -= 1
+            return _server_trouble()
         try:
             body = await _read_json(request)
             self.counters.free_bodies.append(body)
