@@ -33,6 +33,7 @@ from .slots import Slot, SlotError, SlotManager
 from .snapshot import Mode, Queue, StatusHub, Switchover
 
 _LOG = logging.getLogger(__name__)
+ACTIVITY_SAVE_INTERVAL = 30.0  # seconds between state writes caused by a busy ComfyUI queue
 
 
 class EngineError(Exception):
@@ -134,6 +135,7 @@ class Arbiter:
         self._idle_task: asyncio.Task[None] | None = None
         self._window = config.image.idle_restore_minutes * 60.0
         self._tick = config.comfyui.probe_interval
+        self._activity_saved_at = 0.0
 
     # ------------------------------------------------------------------------------ properties
 
@@ -526,19 +528,28 @@ class Arbiter:
             return
         q = self._hub.status.queue
         if q.running or q.pending:  # direct use of ComfyUI counts as image activity
-            await self._persist(last_image_activity=time.time())
+            await self._queue_activity()
             return
         deadline = self._idle_deadline()
         if deadline is None or time.time() < deadline:
             return
         fresh = await self._queue_counts()
         if fresh.running or fresh.pending:
-            await self._persist(last_image_activity=time.time())
+            await self._queue_activity()
             return
         if self._idle_deadline() is None:  # re-check after the await
             return
         _LOG.info("no image activity for %g minutes: restoring inference", self._window / 60)
         self._begin("inference", trigger="idle", force=False, pin=None)
+
+    async def _queue_activity(self) -> None:
+        """A busy ComfyUI queue restarts the idle window at every tick, but goes to disk at most every
+        ``ACTIVITY_SAVE_INTERVAL`` seconds: a restart anchors the window at its own start anyway."""
+        now = time.time()
+        self._state = self._state.with_(last_image_activity=now)
+        if now - self._activity_saved_at >= ACTIVITY_SAVE_INTERVAL:
+            self._activity_saved_at = now
+            await self._save()
 
     # ------------------------------------------------------------------------------ state
 
