@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from aiohttp.test_utils import TestClient
 from hal0_bridge.app import create_app
 from hal0_bridge.config import Config, build
 from tests.support.comfyui_standin import ComfyStandIn
+
+FAKE_SYSTEMCTL = Path(__file__).resolve().parents[1] / "support" / "fake_systemctl"
 
 FAST_COMFYUI = {
     "connect_timeout": 1.0,
@@ -54,3 +57,16 @@ def bridge_config(tmp_path: Path, standin: ComfyStandIn) -> Callable[..., Config
 async def api(aiohttp_client: Any, bridge_config: Callable[..., Config]) -> TestClient:
     """The bridge app (no slots: renders go straight to the stand-in), as an HTTP test client."""
     return await aiohttp_client(create_app(bridge_config()))
+
+
+@pytest.fixture
+def systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put the fake `systemctl` first on PATH; returns its state directory."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "systemctl").symlink_to(FAKE_SYSTEMCTL)
+    state = tmp_path / "systemctl"
+    (state / "units").mkdir(parents=True)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SYSTEMCTL_DIR", str(state))
+    return state

@@ -19,20 +19,6 @@ from hal0_bridge.errors import ApiError
 from tests.daemon.test_arbiter import HANG_GUARD, REPO, RigFactory, rig_factory, standin_command  # noqa: F401
 from tests.support import fake_llama
 
-FAKE_SYSTEMCTL = REPO / "tests" / "support" / "fake_systemctl"
-
-
-@pytest.fixture
-def systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The fake `systemctl` first on PATH; returns its state directory."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "systemctl").symlink_to(FAKE_SYSTEMCTL)
-    state = tmp_path / "systemctl"
-    (state / "units").mkdir(parents=True)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_SYSTEMCTL_DIR", str(state))
-    return state
 
 
 SYSTEMD_LLM = {"backend": "systemd", "url": "", "ready_path": "", "stop_timeout": 0.3}

@@ -20,7 +20,6 @@ from hal0_bridge.snapshot import StatusHub
 from tests.support import fake_llama
 
 REPO = Path(__file__).resolve().parents[2]
-FAKE_SYSTEMCTL = REPO / "tests" / "support" / "fake_systemctl"
 
 
 def make_config(tmp_path: Path, slots: dict[str, dict[str, Any]]) -> Config:
@@ -76,19 +75,6 @@ def manager_for(
         return manager
 
     return build
-
-
-@pytest.fixture
-def systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Put the fake `systemctl` first on PATH; returns its state directory."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "systemctl").symlink_to(FAKE_SYSTEMCTL)
-    state = tmp_path / "systemctl"
-    (state / "units").mkdir(parents=True)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_SYSTEMCTL_DIR", str(state))
-    return state
 
 
 def calls(state: Path) -> list[str]:
