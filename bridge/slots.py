@@ -461,9 +461,7 @@ class Slot:
             await self.backend.start()
         except SlotError as err:
             self._error = str(err)
-            self._begin_op(None)
-            await self.refresh()
-            self.on_change()
+            await self._end_op()
             raise
 
     async def wait_until_ready(self) -> None:
@@ -474,9 +472,13 @@ class Slot:
             self._error = str(err)
             raise
         finally:
-            self._begin_op(None)
-            await self.refresh()
-            self.on_change()
+            await self._end_op()
+
+    async def _end_op(self) -> None:
+        """An operation ended (either way): show the slot's real state again."""
+        self._begin_op(None)
+        await self.refresh()
+        self.on_change()
 
     async def start(self) -> None:
         """Start (if not running) and wait until ready."""
@@ -510,9 +512,7 @@ class Slot:
             self._error = str(err)
             raise
         finally:
-            self._begin_op(None)
-            await self.refresh()
-            self.on_change()
+            await self._end_op()
 
 
 # --------------------------------------------------------------------------------------- manager
