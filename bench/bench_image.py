@@ -18,16 +18,16 @@ import statistics
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+from hal0_bridge.config import build
+from hal0_bridge.images.catalogue import Catalogue
+from hal0_bridge.images.workflows import WorkflowRenderer, build_params
 
 from bench.common import bridge, standin
-from hal0_bridge.catalogue import Catalogue
-from hal0_bridge.config import build
-from hal0_bridge.workflows import WorkflowRenderer, build_params
 
 ROUNDS = {0.0: 21, 0.05: 15, 0.5: 13}  # per step_seconds: fewer of the long renders keeps the run short
 TMPFS_ROUNDS = {0.0: 15, 0.5: 9}

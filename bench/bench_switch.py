@@ -29,13 +29,13 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from hal0_bridge import config as config_mod
+from hal0_bridge.comfyui.client import ComfyUIClient
+from hal0_bridge.gpu.arbiter import Arbiter, ComfyEngineControl
+from hal0_bridge.gpu.slots.slot import SlotManager
+from hal0_bridge.status import StatusHub
 
 from bench.common import free_port, standin, summary_ms
-from hal0_bridge import config as config_mod
-from hal0_bridge.arbiter import Arbiter, ComfyEngineControl
-from hal0_bridge.comfyui_client import ComfyUIClient
-from hal0_bridge.slots import SlotManager
-from hal0_bridge.snapshot import StatusHub
 
 FLIP_AFTER = (0.2, 0.5)  # the fake slot turns ready / idle after a random delay in this range
 

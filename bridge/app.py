@@ -15,22 +15,23 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
-from . import openapi, routes_cache, routes_comfyui, routes_events, routes_openai
-from .arbiter import Arbiter, ComfyEngineControl
-from .catalogue import Catalogue
-from .comfyui import ComfyUI
+from .comfyui.facade import ComfyUI
 from .commands import Commands
 from .config import Config, ConfigError
-from .generation import ImageService
-from .gpu_gate import DirectGate, GpuGate
-from .image_cache import ImageCache
-from .slots import SlotManager
-from .snapshot import StatusHub
-from .web import BRIDGE_KEY, make_app
-from .workflows import WorkflowRenderer
+from .gpu.arbiter import Arbiter, ComfyEngineControl
+from .gpu.gate import DirectGate, GpuGate
+from .gpu.slots.slot import SlotManager
+from .http import cache as cache_routes
+from .http import control, events, openai, openapi
+from .http.server import BRIDGE_KEY, make_app
+from .images.cache import ImageCache
+from .images.catalogue import Catalogue
+from .images.service import ImageService
+from .images.workflows import WorkflowRenderer
+from .status import StatusHub
 
 if TYPE_CHECKING:
-    from .mqtt_bridge import MqttBridge
+    from .mqtt.bridge import MqttBridge
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class Bridge:
             await self.slots.start()
             await self.arbiter.start()
         if self.config.mqtt.enabled:
-            from .mqtt_bridge import MqttBridge  # paho is only imported when MQTT is on
+            from .mqtt.bridge import MqttBridge  # paho is only imported when MQTT is on
 
             self.mqtt = MqttBridge(self.config, self.hub, self.commands)
             await self.mqtt.start()
@@ -112,10 +113,10 @@ def create_app(config: Config) -> web.Application:
         yield
         await bridge.stop()
 
-    routes_comfyui.setup(app)
-    routes_openai.setup(app)
-    routes_cache.setup(app, bridge.cache)
-    routes_events.setup(app, bridge.hub, config.server.sse_ping_interval)
+    control.setup(app)
+    openai.setup(app)
+    cache_routes.setup(app, bridge.cache)
+    events.setup(app, bridge.hub, config.server.sse_ping_interval)
     openapi.setup(app)
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__, errors
-from .arbiter import Arbiter
-from .catalogue import Catalogue
-from .comfyui import ComfyUI
-from .comfyui_client import ComfyUIError
+from .comfyui.client import ComfyUIError
+from .comfyui.facade import ComfyUI
 from .config import Config
 from .errors import ApiError
-from .generation import ImageService
-from .image_request import parse as parse_image_request
-from .snapshot import StatusHub
+from .gpu.arbiter import Arbiter
+from .images.catalogue import Catalogue
+from .images.request import parse as parse_image_request
+from .images.service import ImageService
+from .status import StatusHub
 
 MODES = ("generation", "inference")
 SWITCH_FIELDS = frozenset({"mode", "force", "pin"})

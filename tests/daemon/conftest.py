@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-
 from hal0_bridge.app import create_app
 from hal0_bridge.config import Config, build
+
 from tests.support.comfyui_standin import ComfyStandIn
 
 FAKE_SYSTEMCTL = Path(__file__).resolve().parents[1] / "support" / "fake_systemctl"

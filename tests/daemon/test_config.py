@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hal0_bridge.config import ConfigError, build, load
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,23 +9,23 @@ stand-in as an LLM slot, so switchovers really stop and start processes.
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-import socket
-import sys
 from typing import Any
 
-from aiohttp import web
 import pytest
-
-import custom_components.hal0  # noqa: F401  # must be imported before `hass`, or IntegrationNotFound
-from custom_components.hal0.const import DOMAIN
+from aiohttp import web
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+import custom_components.hal0  # noqa: F401  # must be imported before `hass`, or IntegrationNotFound
+from custom_components.hal0.const import DOMAIN
 
 TOKEN = "test-token-0123456789"
 NODE_ID = "testnode"
@@ -80,7 +80,7 @@ class RunningBridge:
 
     @property
     def bridge(self) -> Any:
-        from hal0_bridge.web import BRIDGE_KEY
+        from hal0_bridge.http.server import BRIDGE_KEY
 
         return self.app[BRIDGE_KEY]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
-from aiohttp import web
 import pytest
+from aiohttp import web
 
 from custom_components.hal0.api import Hal0ApiError, Hal0Client, Hal0ConnectionError, Status
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from aiohttp import web
-
-from custom_components.hal0.const import DOMAIN
 from homeassistant import config_entries
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+
+from custom_components.hal0.const import DOMAIN
 
 from .conftest import TOKEN, RunningBridge, add_entry, free_port
 

@@ -7,14 +7,14 @@ import asyncio
 
 import aiohttp
 import pytest
-
-from custom_components.hal0.const import DOMAIN
 from homeassistant.const import ATTR_ENTITY_ID, ATTR_UNIT_OF_MEASUREMENT, STATE_OFF, STATE_ON, STATE_UNKNOWN
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.util import dt as dt_util
+
+from custom_components.hal0.const import DOMAIN
 
 from .conftest import RunningBridge, full_config, setup_entry, wait_until
 

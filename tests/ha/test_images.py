@@ -6,13 +6,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-
-from custom_components.hal0.const import DOMAIN
 from homeassistant.components import ai_task
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.hal0.const import DOMAIN
 
 from .conftest import TOKEN, RunningBridge, setup_entry, wait_until
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 
 import pytest
-
-from custom_components.hal0.const import DOMAIN, EVENT_HAL0, POLL_INTERVAL
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_capture_events, async_fire_time_changed
+
+from custom_components.hal0.const import DOMAIN, EVENT_HAL0, POLL_INTERVAL
 
 from .conftest import RunningBridge, add_entry, free_port, setup_entry, wait_until
 

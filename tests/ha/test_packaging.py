@@ -4,17 +4,17 @@ services.yaml, quality_scale.yaml, brand images. Each check names the file it gu
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import re
 import struct
+from pathlib import Path
 
 import yaml
-
-from custom_components.hal0 import PLATFORMS
-from custom_components.hal0.const import DOMAIN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.translation import async_get_translations
 from homeassistant.loader import async_get_integration
+
+from custom_components.hal0 import PLATFORMS
+from custom_components.hal0.const import DOMAIN
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENT = ROOT / "custom_components" / "hal0"

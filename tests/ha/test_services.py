@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import voluptuous as vol
-
-from custom_components.hal0.const import DOMAIN
 from homeassistant import config_entries
 from homeassistant.const import CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.hal0.const import DOMAIN
 
 from .conftest import RunningBridge, setup_entry
 

@@ -1,0 +1,565 @@
+"""The GPU arbiter: decides who holds GPU memory (LLM slots or ComfyUI) and performs the handover.
+
+One switch at a time. Every switch — from REST, MQTT, an image request, idle-restore or crash
+recovery — goes through :meth:`Arbiter._begin`, is persisted *before* anything is touched, is shown in
+status ``switchover`` with its phases timed (drain, stop, start, ready) and announced as hub events
+``switch_started`` / ``switch_finished`` / ``switch_failed``.
+
+To generation: note the running LLM slots, persist, drain them (bounded, then go on), stop them,
+make sure the img slot runs and ComfyUI answers. Any failure rolls back (the saved LLM slots start
+again, mode stays inference) with the reason in ``switchover.error``.
+To inference: (force: clear ComfyUI's queue and interrupt first) ``POST /free`` — ComfyUI stays up —
+then start the saved LLM slots and clear the pin. If that fails the mode stays ``generation`` marked
+incomplete, so a retry (manual, or the idle tick one window later) finishes the job.
+Phases of a switch to inference: drain = cancelling renders (force only), stop = ComfyUI ``/free``,
+start/ready = the LLM slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..config import Config
+from ..errors import BUSY, PINNED, SWITCH_FAILED, SWITCH_IN_PROGRESS, ApiError
+from ..status import Mode, Queue, StatusHub, Switchover
+from .slots.slot import Slot, SlotError, SlotManager
+from .state import ArbiterState, StateStore
+
+_LOG = logging.getLogger(__name__)
+ACTIVITY_SAVE_INTERVAL = 30.0  # seconds between state writes caused by a busy ComfyUI queue
+
+
+class EngineError(Exception):
+    """ComfyUI did not do what the arbiter asked (unreachable, error status)."""
+
+
+class EngineControl(Protocol):
+    """The three ComfyUI calls the arbiter needs."""
+
+    async def queue_counts(self) -> Queue: ...  # fresh GET /queue
+    async def cancel_all(self) -> None: ...  # POST /queue {"clear": true}, then POST /interrupt
+    async def free(self) -> None: ...  # POST /free {"unload_models": true, "free_memory": true}
+
+
+class ComfyEngineControl:
+    """:class:`EngineControl` over the daemon's ``ComfyUIClient`` (bridge/comfyui_client.py).
+
+    Accepts the client itself or the ``ComfyUI`` facade (whose ``.client`` exists only after its
+    start, so it is resolved at each call). Every client failure becomes :class:`EngineError`, so the
+    arbiter needs no knowledge of the client's exception family.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._source = client
+
+    @property
+    def _client(self) -> Any:
+        return self._source if hasattr(self._source, "queue") else self._source.client
+
+    async def queue_counts(self) -> Queue:
+        try:
+            q = await self._client.queue()
+        except Exception as err:
+            raise EngineError(f"GET /queue failed: {err}") from err
+        return Queue(running=len(q.running_ids), pending=len(q.pending_ids))
+
+    async def cancel_all(self) -> None:
+        try:
+            await self._client.clear_queue()
+            await self._client.interrupt()
+        except Exception as err:
+            raise EngineError(f"cancelling renders failed: {err}") from err
+
+    async def free(self) -> None:
+        try:
+            await self._client.free(unload_models=True, free_memory=True)
+        except Exception as err:
+            raise EngineError(f"ComfyUI /free failed: {err}") from err
+
+
+def _other(mode: Mode) -> Mode:
+    return "inference" if mode == "generation" else "generation"
+
+
+@dataclass(eq=False)
+class _Switch:
+    target: Mode
+    trigger: str
+    force: bool
+    pin: bool | None
+    started_at: float = field(default_factory=time.time)
+    phases: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    finished_at: float | None = None
+    task: asyncio.Task[None] | None = None
+
+    def view(self) -> Switchover:
+        return Switchover(
+            active=self.finished_at is None,
+            target=self.target,
+            error=self.error,
+            trigger=self.trigger,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            phases=dict(self.phases),
+        )
+
+
+class _SwitchFailed(Exception):
+    pass
+
+
+class Arbiter:
+    """Owns ``mode``; the only code that starts and stops slots for a mode change."""
+
+    def __init__(self, config: Config, hub: StatusHub, engine: EngineControl, slots: SlotManager) -> None:
+        self._config = config
+        self._hub = hub
+        self._engine = engine
+        self._slots = slots
+        self._store = StateStore(config.server.state_dir)
+        self._state = ArbiterState()
+        self._mode: Mode = "inference"
+        self._switch: _Switch | None = None
+        self._last: _Switch | None = None
+        self._active_images = 0
+        self._wake = asyncio.Event()
+        self._idle_task: asyncio.Task[None] | None = None
+        self._window = config.image.idle_restore_minutes * 60.0
+        self._tick = config.comfyui.probe_interval
+        self._activity_saved_at = 0.0
+
+    # ------------------------------------------------------------------------------ properties
+
+    @property
+    def mode(self) -> Mode:
+        """The mode held now; during a switch, the mode being left."""
+        return self._mode
+
+    @property
+    def pinned(self) -> bool:
+        return self._state.pinned
+
+    @property
+    def switching(self) -> bool:
+        return self._switch is not None
+
+    @property
+    def state(self) -> ArbiterState:
+        return self._state
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load state (missing/corrupt -> safe default), finish an interrupted switch, start the idle loop.
+
+        Call after ``SlotManager.start()`` (which adopts slot processes left by a previous run).
+        """
+        first_start = not await asyncio.to_thread(self._store.path.exists)
+        state, problem = await self._store.load()
+        known = {s.name for s in self._slots.llm}
+        if first_start:  # nothing ran under us yet: inference starts the slots marked autostart
+            autostart = tuple(sorted(s.name for s in self._slots.llm if s.cfg.autostart))
+            state = state.with_(saved_llm_slots=autostart)
+        dropped = [n for n in state.saved_llm_slots if n not in known]
+        if dropped:
+            _LOG.warning("arbiter state: forgetting unknown slots %s", ", ".join(dropped))
+            state = state.with_(saved_llm_slots=tuple(n for n in state.saved_llm_slots if n in known))
+        if state.since is None:  # anchor the idle window at this start
+            state = state.with_(since=time.time())
+        self._state = state
+        if problem:
+            _LOG.warning("arbiter state: %s; starting in inference mode", problem)
+            await self._save()
+        self._mode = _other(state.switching_to) if state.switching_to else state.mode
+        self._publish()
+        if self._slots.img is not None:
+            if state.switching_to is not None:
+                _LOG.warning("arbiter: a switch to %s was interrupted; finishing it", state.switching_to)
+                self._begin(state.switching_to, trigger="recovery", force=False, pin=None)
+            elif reason := await self._out_of_step():
+                _LOG.warning("arbiter: %s; restoring %s mode", reason, self._mode)
+                self._begin(self._mode, trigger="recovery", force=False, pin=None)
+        self._idle_task = asyncio.create_task(self._idle_loop(), name="arbiter-idle")
+
+    async def _out_of_step(self) -> str | None:
+        """Why the slots do not match the persisted mode (e.g. LLM units enabled at boot while the
+        GPU belongs to ComfyUI, or the bridge's own slot processes gone after a restart), or None."""
+        running = await self._slots.running_llm()
+        if self._mode == "generation":
+            if running:
+                return f"LLM slots {', '.join(running)} run in generation mode"
+            img = self._slots.img
+            if img is not None and not await img.is_running():
+                return "the img slot is not running in generation mode"
+            return None
+        missing = [n for n in self._state.saved_llm_slots if n not in running]
+        return f"LLM slots {', '.join(missing)} are not running in inference mode" if missing else None
+
+    async def stop(self) -> None:
+        """Stop the idle loop; a switch in flight is cancelled and finished by the next start."""
+        tasks = [t for t in (self._idle_task, self._switch.task if self._switch else None) if t]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._idle_task = None
+
+    # ------------------------------------------------------------------------------ requests
+
+    async def request_switch(
+        self, target: Mode, *, force: bool = False, pin: bool | None = None, trigger: str = "api"
+    ) -> tuple[int, dict[str, Any]]:
+        """The checks of ``POST /api/comfyui/switchover`` after body validation, in DESIGN order."""
+        noop = await self._precheck(target, pin)
+        if noop is not None:
+            return noop
+        if target == "inference" and not force:
+            queue = await self._queue_counts()
+            noop = await self._precheck(target, pin)  # the world may have moved during the await
+            if noop is not None:
+                return noop
+            if queue.running or queue.pending or self._active_images:
+                raise ApiError(
+                    BUSY,
+                    "ComfyUI is busy; retry when the queue is empty or use force",
+                    details={"running": queue.running, "pending": queue.pending, "requests": self._active_images},
+                )
+            if self._state.pinned:
+                raise ApiError(PINNED, "generation mode is pinned; unpin it or use force")
+        self._begin(target, trigger=trigger, force=force, pin=pin)
+        return 202, {"status": "switching", "mode": target}
+
+    async def _precheck(self, target: Mode, pin: bool | None) -> tuple[int, dict[str, Any]] | None:
+        if self._switch is not None:
+            raise ApiError(
+                SWITCH_IN_PROGRESS,
+                f"a switch to {self._switch.target} is in progress",
+                details={"target": self._switch.target},
+            )
+        if self._settled_in(target):
+            if pin is not None:
+                await self.set_pin(pin)
+            return 200, {"status": "noop", "mode": target}
+        return None
+
+    async def set_pin(self, pinned: bool) -> bool:
+        """Hold (or release) generation mode against idle-restore; persisted."""
+        await self._persist(pinned=pinned)
+        self._publish()
+        return pinned
+
+    async def ensure_generation(self, trigger: str = "image") -> None:
+        """Make sure ComfyUI holds the GPU before a render; never hangs (slot timeouts bound it).
+
+        Waits for a switch in flight and re-checks; starts a switch when needed. A failed switch to
+        generation raises ``comfyui.switch_failed`` carrying that switch's error.
+        """
+        if self._slots.img is None:
+            return
+        started_own = False
+        while True:
+            sw = self._switch
+            if sw is not None:
+                await self._wait(sw)
+                if sw.target == "generation" and sw.error:
+                    raise ApiError(
+                        SWITCH_FAILED, f"switch to generation failed: {sw.error}", details={"trigger": sw.trigger}
+                    )
+                continue
+            if self._generation_ready():
+                return
+            if started_own:
+                raise ApiError(SWITCH_FAILED, "ComfyUI is not ready after the switch to generation")
+            self._begin("generation", trigger=trigger, force=False, pin=None)
+            started_own = True
+
+    def image_activity(self) -> AbstractAsyncContextManager[None]:
+        """Wrap each render: idle-restore never fires while one runs; the end is recorded (persisted)."""
+        return self._image_activity()
+
+    @contextlib.asynccontextmanager
+    async def _image_activity(self) -> AsyncIterator[None]:
+        self._active_images += 1
+        self._publish()
+        try:
+            yield
+        finally:
+            self._active_images -= 1
+            try:
+                await self._persist(last_image_activity=time.time())
+            except OSError as err:
+                _LOG.warning("arbiter state not saved: %s", err)
+            self._publish()
+
+    # ------------------------------------------------------------------------------ switching
+
+    def _settled_in(self, target: Mode) -> bool:
+        return self._mode == target and not self._state.incomplete
+
+    def _generation_ready(self) -> bool:
+        img = self._slots.img
+        return self._settled_in("generation") and (img is None or img.state == "ready")
+
+    async def _queue_counts(self) -> Queue:
+        """A fresh queue reading; an unreachable ComfyUI has nothing to lose, so it counts as empty."""
+        try:
+            return await self._engine.queue_counts()
+        except EngineError as err:
+            _LOG.info("queue check: %s (treated as empty)", err)
+            return Queue()
+
+    async def _wait(self, sw: _Switch) -> None:
+        assert sw.task is not None
+        await asyncio.shield(sw.task)
+
+    def _begin(self, target: Mode, *, trigger: str, force: bool, pin: bool | None) -> _Switch:
+        """Start a switch. Synchronous on purpose: check-and-set of ``_switch`` cannot interleave."""
+        assert self._switch is None, "one switch at a time"
+        sw = _Switch(target=target, trigger=trigger, force=force, pin=pin)
+        self._switch = sw
+        self._hub.update(switchover=sw.view())
+        self._hub.emit("switch_started", target=target, trigger=trigger, mode=self._mode)
+        self._publish()
+        sw.task = asyncio.create_task(self._run(sw), name=f"switch-{target}")
+        return sw
+
+    async def _run(self, sw: _Switch) -> None:
+        try:
+            if sw.target == "generation":
+                await self._to_generation(sw)
+            else:
+                await self._to_inference(sw)
+        except _SwitchFailed:
+            pass
+        except OSError as err:  # the state could not be persisted: nothing was touched after that
+            sw.error = f"cannot save arbiter state: {err}"
+        except asyncio.CancelledError:
+            sw.error = "cancelled (bridge stopping); finished on next start"
+            raise
+        except Exception as err:  # a bug must not leave the arbiter wedged in "switching"
+            _LOG.exception("switch to %s crashed", sw.target)
+            sw.error = f"internal error: {err}"
+        finally:
+            sw.finished_at = time.time()
+            self._switch = None
+            self._last = sw
+            self._hub.update(switchover=sw.view())
+            event = "switch_failed" if sw.error else "switch_finished"
+            self._hub.emit(
+                event,
+                target=sw.target,
+                trigger=sw.trigger,
+                phases=dict(sw.phases),
+                error=sw.error,
+                warnings=list(sw.warnings),
+                mode=self._mode,
+            )
+            if sw.error:
+                _LOG.warning("switch to %s (%s) failed: %s", sw.target, sw.trigger, sw.error)
+            self._publish()
+
+    def _phase(self, sw: _Switch, name: str, since: float) -> None:
+        sw.phases[name] = round(time.monotonic() - since, 4)
+        self._hub.update(switchover=sw.view())
+
+    def _fail(self, sw: _Switch, message: str) -> _SwitchFailed:
+        sw.error = message if sw.error is None else f"{sw.error}; {message}"
+        return _SwitchFailed(message)
+
+    async def _to_generation(self, sw: _Switch) -> None:
+        running = await self._slots.running_llm()
+        settled_inference = self._state.mode == "inference" and not self._state.incomplete and not self._state.switching_to
+        saved = tuple(sorted(set(running) | (set() if settled_inference else set(self._state.saved_llm_slots))))
+        pinned = sw.pin if sw.pin is not None else self._state.pinned
+        await self._persist(
+            mode="generation", switching_to="generation", switch_trigger=sw.trigger, saved_llm_slots=saved, pinned=pinned
+        )
+        self._publish()
+        victims = [s for s in self._slots.llm if s.name in running]
+
+        t = time.monotonic()
+        drained = await asyncio.gather(*(s.drain(s.cfg.drain_timeout) for s in victims))
+        for slot, ok in zip(victims, drained, strict=True):
+            if not ok:
+                sw.warnings.append(f"{slot.name}: still busy after {slot.cfg.drain_timeout:g}s drain; stopped anyway")
+        self._phase(sw, "drain", t)
+
+        t = time.monotonic()
+        errors = [e for e in await self._gather(s.stop() for s in victims) if e is not None]
+        self._phase(sw, "stop", t)
+        if errors:
+            await self._rollback(sw, saved, f"LLM slot will not stop: {errors[0]}", img_started=False)
+
+        img = self._slots.img
+        assert img is not None
+        img_was_running = await img.is_running()
+        t = time.monotonic()
+        try:
+            await img.launch()
+        except SlotError as err:
+            self._phase(sw, "start", t)
+            await self._rollback(sw, saved, f"img slot did not start: {err}", img_started=False)
+        self._phase(sw, "start", t)
+        t = time.monotonic()
+        try:
+            await img.wait_until_ready()
+        except SlotError as err:
+            self._phase(sw, "ready", t)
+            await self._rollback(sw, saved, f"ComfyUI not ready: {err}", img_started=not img_was_running)
+        self._phase(sw, "ready", t)
+
+        await self._persist(switching_to=None, incomplete=False, since=time.time())
+        self._mode = "generation"
+
+    async def _rollback(self, sw: _Switch, saved: tuple[str, ...], reason: str, *, img_started: bool) -> None:
+        """Undo a failed switch to generation: the saved LLM slots run again, mode stays inference."""
+        self._fail(sw, reason)
+        img = self._slots.img
+        if img_started and img is not None:  # we started it and it is broken: leave things as found
+            with contextlib.suppress(SlotError):
+                await img.stop()
+        slots = [s for s in self._slots.llm if s.name in saved]
+        problems = await self._start_all(slots)
+        if problems:
+            sw.error = f"{sw.error}; rollback: {'; '.join(problems)}"
+        await self._persist(
+            mode="inference", switching_to=None, pinned=False, incomplete=bool(problems), since=time.time()
+        )
+        self._mode = "inference"
+        raise _SwitchFailed(reason)
+
+    async def _to_inference(self, sw: _Switch) -> None:
+        await self._persist(mode="inference", switching_to="inference", switch_trigger=sw.trigger)
+
+        t = time.monotonic()
+        if sw.force:
+            try:
+                await self._engine.cancel_all()
+            except EngineError as err:
+                sw.warnings.append(str(err))
+        self._phase(sw, "drain", t)
+
+        t = time.monotonic()
+        img = self._slots.img
+        if img is not None and await img.is_running():
+            try:
+                await self._engine.free()
+            except EngineError as err:
+                if not sw.force:
+                    self._phase(sw, "stop", t)
+                    await self._persist(mode="generation", switching_to=None)
+                    raise self._fail(sw, str(err)) from err
+                sw.warnings.append(f"{err} (forced: going on)")
+        self._phase(sw, "stop", t)
+
+        slots = [s for s in self._slots.llm if s.name in self._state.saved_llm_slots]
+        problems = await self._start_all(slots, sw)
+        if problems:
+            # ComfyUI's models are already freed, but the LLM side is not complete: keep "generation"
+            # (incomplete) so a retry — manual or the idle tick one window later — finishes the job.
+            await self._persist(mode="generation", switching_to=None, incomplete=True, since=time.time())
+            self._mode = "generation"
+            raise self._fail(sw, "LLM slot did not start: " + "; ".join(problems))
+        await self._persist(switching_to=None, pinned=False, incomplete=False, since=time.time())
+        self._mode = "inference"
+
+    async def _start_all(self, slots: list[Slot], sw: _Switch | None = None) -> list[str]:
+        """Launch then await readiness of all ``slots`` in parallel; the problems, one per failed slot."""
+        t = time.monotonic()
+        launched = await self._gather(s.launch() for s in slots)
+        if sw is not None:
+            self._phase(sw, "start", t)
+        t = time.monotonic()
+        started = [s for s, res in zip(slots, launched, strict=True) if res is None]
+        ready = await self._gather(s.wait_until_ready() for s in started)
+        if sw is not None:
+            self._phase(sw, "ready", t)
+        return [str(r) for r in (*launched, *ready) if r is not None]
+
+    @staticmethod
+    async def _gather(aws: Any) -> list[SlotError | None]:
+        """Run slot operations in parallel: None per success, the SlotError per failure (others raise)."""
+        results = await asyncio.gather(*aws, return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException) and not isinstance(res, SlotError):
+                raise res
+        return [res if isinstance(res, SlotError) else None for res in results]
+
+    # ------------------------------------------------------------------------------ idle-restore
+
+    def _idle_deadline(self) -> float | None:
+        if (
+            self._window <= 0
+            or self._mode != "generation"
+            or self._state.pinned
+            or self._switch is not None
+            or self._active_images
+        ):
+            return None
+        marks = [self._state.last_image_activity, self._state.since, self._last.finished_at if self._last else None]
+        anchor = max((m for m in marks if m is not None), default=time.time())
+        return anchor + self._window
+
+    async def _idle_loop(self) -> None:
+        while True:
+            deadline = self._idle_deadline()
+            self._hub.update(idle_restore_at=deadline)
+            self._wake.clear()
+            timeout = None if deadline is None else min(self._tick, max(0.0, deadline - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            try:
+                await self._idle_tick()
+            except Exception:  # the idle loop must survive anything
+                _LOG.exception("idle-restore tick failed")
+
+    async def _idle_tick(self) -> None:
+        if self._idle_deadline() is None:
+            return
+        q = self._hub.status.queue
+        if q.running or q.pending:  # direct use of ComfyUI counts as image activity
+            await self._queue_activity()
+            return
+        deadline = self._idle_deadline()
+        if deadline is None or time.time() < deadline:
+            return
+        fresh = await self._queue_counts()
+        if fresh.running or fresh.pending:
+            await self._queue_activity()
+            return
+        if self._idle_deadline() is None:  # re-check after the await
+            return
+        _LOG.info("no image activity for %g minutes: restoring inference", self._window / 60)
+        self._begin("inference", trigger="idle", force=False, pin=None)
+
+    async def _queue_activity(self) -> None:
+        """A busy ComfyUI queue restarts the idle window at every tick, but goes to disk at most every
+        ``ACTIVITY_SAVE_INTERVAL`` seconds: a restart anchors the window at its own start anyway."""
+        now = time.time()
+        self._state = self._state.with_(last_image_activity=now)
+        if now - self._activity_saved_at >= ACTIVITY_SAVE_INTERVAL:
+            self._activity_saved_at = now
+            await self._save()
+
+    # ------------------------------------------------------------------------------ state
+
+    async def _persist(self, **changes: Any) -> None:
+        self._state = self._state.with_(**changes)
+        await self._save()
+
+    async def _save(self) -> None:
+        await self._store.save(self._state)
+
+    def _publish(self) -> None:
+        self._hub.update(mode=self._mode, pinned=self._state.pinned, idle_restore_at=self._idle_deadline())
+        self._wake.set()

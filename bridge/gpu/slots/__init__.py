@@ -1,0 +1,1 @@
+"""Slots and their backends (systemd units, the bridge's own processes)."""

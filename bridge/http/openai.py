@@ -1,0 +1,21 @@
+"""The OpenAI-compatible surface: ``POST /v1/images/generations`` and ``GET /v1/models``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .control import commands_of
+from .server import json_response, read_json
+
+
+async def images_generations(request: web.Request) -> web.Response:
+    return json_response(await commands_of(request).generate(await read_json(request)))
+
+
+async def models(request: web.Request) -> web.Response:
+    return json_response({"object": "list", "data": commands_of(request).models()})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/v1/images/generations", images_generations)
+    app.router.add_get("/v1/models", models)

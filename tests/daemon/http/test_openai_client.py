@@ -1,0 +1,83 @@
+"""The official ``openai`` Python package against our route: what OpenAI users will really run."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+from aiohttp.test_utils import TestClient
+from hal0_bridge.app import create_app
+from openai import AsyncOpenAI
+
+from tests.support.comfyui_standin import ComfyStandIn
+from tests.support.png import png_size
+
+TOKEN = "test-token-0123456789"
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, bridge_config: Any) -> AsyncIterator[AsyncOpenAI]:
+    api: TestClient = await aiohttp_client(create_app(bridge_config(server={"token": TOKEN})))
+    async with AsyncOpenAI(base_url=str(api.make_url("/v1")), api_key=TOKEN, max_retries=0) as oai:
+        yield oai
+
+
+async def test_generate_url(client: AsyncOpenAI) -> None:
+    result = await client.images.generate(model="sdxl-turbo", prompt="a lighthouse", size="256x256")
+    assert len(result.data) == 1
+    assert result.data[0].url and result.data[0].url.endswith(".png")
+
+
+async def test_generate_b64_json_n_2(client: AsyncOpenAI) -> None:
+    result = await client.images.generate(
+        model="sdxl-turbo", prompt="two cats", size="256x256", n=2, response_format="b64_json"
+    )
+    assert [png_size(base64.b64decode(d.b64_json)) for d in result.data] == [(256, 256), (256, 256)]
+
+
+async def test_extra_body_seed_and_steps_are_honoured(client: AsyncOpenAI, standin: ComfyStandIn) -> None:
+    raw = await client.images.with_raw_response.generate(
+        model="sd-1.5-pruned-emaonly", prompt="a fox", size="256x256", extra_body={"seed": 99, "steps": 5}
+    )
+    hal0 = raw.http_response.json()["_hal0"]
+    assert (hal0["seed"], hal0["steps"], hal0["model"]) == (99, 5, "sd-1.5-pruned-emaonly")
+    assert standin.counters.prompts_accepted == 1
+
+
+async def test_our_error_code_and_message_reach_the_client(client: AsyncOpenAI, standin: ComfyStandIn) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as info:
+        await client.images.generate(model="sdxl-turbo", prompt="x", size="axb")  # type: ignore[arg-type]
+    assert info.value.code == "image.invalid_size"
+    assert "axb" in info.value.message
+    assert info.value.param == "size"
+    assert standin.counters.prompts_submitted == 0
+
+
+async def test_unknown_model_is_not_found(client: AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        await client.images.generate(model="dall-e-3", prompt="x")
+    assert info.value.code == "image.model_not_curated"
+
+
+async def test_upstream_failure_is_a_502_with_comfyuis_text(client: AsyncOpenAI, standin: ComfyStandIn) -> None:
+    standin.settings.fail_next_prompts = 1
+    with pytest.raises(openai.InternalServerError) as info:
+        await client.images.generate(model="sdxl-turbo", prompt="x", size="64x64")
+    assert info.value.status_code == 502
+    assert info.value.code == "image.upstream_failed"
+
+
+async def test_wrong_key_is_an_authentication_error(aiohttp_client: Any, bridge_config: Any) -> None:
+    api: TestClient = await aiohttp_client(create_app(bridge_config(server={"token": TOKEN})))
+    async with AsyncOpenAI(base_url=str(api.make_url("/v1")), api_key="wrong", max_retries=0) as oai:
+        with pytest.raises(openai.AuthenticationError) as info:
+            await oai.images.generate(model="sdxl-turbo", prompt="x")
+    assert info.value.code == "auth.unauthorized"
+
+
+async def test_models_list(client: AsyncOpenAI) -> None:
+    models = [m.id async for m in client.models.list()]
+    assert sorted(models) == ["sd-1.5-pruned-emaonly", "sdxl-turbo"]
