@@ -31,8 +31,9 @@ import aiohttp
 from aiohttp import web
 from hal0_bridge import config as config_mod
 from hal0_bridge.comfyui.client import ComfyUIClient
-from hal0_bridge.gpu.arbiter import Arbiter, ComfyEngineControl
-from hal0_bridge.gpu.slots.slot import SlotManager
+from hal0_bridge.gpu.arbiter import Arbiter
+from hal0_bridge.gpu.engine import ComfyEngineControl
+from hal0_bridge.gpu.slots.manager import SlotManager
 from hal0_bridge.status import StatusHub
 
 from bench.common import free_port, standin, summary_ms

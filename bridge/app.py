@@ -18,9 +18,11 @@ from aiohttp import web
 from .comfyui.facade import ComfyUI
 from .commands import Commands
 from .config import Config, ConfigError
-from .gpu.arbiter import Arbiter, ComfyEngineControl
+from .gpu.arbiter import Arbiter
+from .gpu.engine import ComfyEngineControl
 from .gpu.gate import DirectGate, GpuGate
-from .gpu.slots.slot import SlotManager
+from .gpu.memory import sysfs_gtt
+from .gpu.slots.manager import SlotManager
 from .http import cache as cache_routes
 from .http import control, events, openai, openapi
 from .http.server import BRIDGE_KEY, make_app
@@ -31,7 +33,7 @@ from .images.workflows import WorkflowRenderer
 from .status import StatusHub
 
 if TYPE_CHECKING:
-    from .mqtt.bridge import MqttBridge
+    pass
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ class Bridge:
             max_images=config.image.cache_max_images,
             max_bytes=config.image.cache_max_bytes,
         )
-        self.comfy = ComfyUI(config.comfyui, self.hub)
+        self.comfy = ComfyUI(config.comfyui, self.hub, gtt=sysfs_gtt())
         self.session: aiohttp.ClientSession | None = None
         self.slots: SlotManager | None = None
         self.arbiter: Arbiter | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__, errors
-from .comfyui.client import ComfyUIError
+from .comfyui.errors import ComfyUIError
 from .comfyui.facade import ComfyUI
 from .config import Config
 from .errors import ApiError

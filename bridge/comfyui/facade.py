@@ -1,8 +1,8 @@
 """The daemon's one handle on ComfyUI: HTTP client, websocket follower and engine monitor together.
 
-The rest of the daemon uses only :class:`ComfyUI` and the exception family from
-``comfyui_client`` (re-exported here): ``render()`` submits and follows a graph, ``fetch_images()``
-downloads the results, ``client`` offers the queue controls (free, interrupt, clear).
+The rest of the daemon holds a :class:`ComfyUI`: ``render()`` submits and follows a graph,
+``fetch_images()`` downloads the results, ``client`` offers the queue controls (free, interrupt,
+clear). Failures are the exception family of :mod:`.errors`.
 """
 
 from __future__ import annotations
@@ -10,48 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from ..config import ComfyConfig
-from ..gpu.memory import DEFAULT_SYSFS_ROOT
+from ..gpu.memory import GttSource
 from ..status import StatusHub
-from .client import (
-    ComfyExecutionFailed,
-    ComfyInterrupted,
-    ComfyLost,
-    ComfyRejected,
-    ComfyRenderTimeout,
-    ComfyServerError,
-    ComfyUIClient,
-    ComfyUIError,
-    ComfyUnreachable,
-    ImageRef,
-    QueueInfo,
-    RunResult,
-    Submitted,
-)
+from .client import ComfyUIClient, RunResult
+from .errors import ComfyRenderTimeout, ComfyUIError, ComfyUnreachable
 from .monitor import EngineMonitor, SlotStateHook
 from .websocket import ComfyWebsocket
-
-__all__ = [
-    "ComfyExecutionFailed",
-    "ComfyInterrupted",
-    "ComfyLost",
-    "ComfyRejected",
-    "ComfyRenderTimeout",
-    "ComfyServerError",
-    "ComfyUI",
-    "ComfyUIClient",
-    "ComfyUIError",
-    "ComfyUnreachable",
-    "ImageRef",
-    "QueueInfo",
-    "RunResult",
-    "Submitted",
-]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -69,7 +38,7 @@ class ComfyUI:
         hub: StatusHub,
         *,
         client_id: str | None = None,
-        sysfs_root: Path | None = DEFAULT_SYSFS_ROOT,
+        gtt: GttSource | None = None,
         img_slot_state: SlotStateHook | None = None,
     ) -> None:
         self.cfg = cfg
@@ -78,7 +47,7 @@ class ComfyUI:
         self.client = ComfyUIClient(None, cfg, self.client_id)
         self.ws = ComfyWebsocket(self.client, cfg)
         self.monitor = EngineMonitor(
-            cfg, hub, self.client, self.ws, sysfs_root=sysfs_root, img_slot_state=img_slot_state
+            cfg, hub, self.client, self.ws, gtt=gtt, img_slot_state=img_slot_state
         )
         self._cleanups: set[asyncio.Task[None]] = set()
 

@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 from ..config import ComfyConfig
-from ..gpu.memory import DEFAULT_SYSFS_ROOT, memory_from, read_gtt
+from ..gpu.memory import GttSource, memory_from
 from ..status import Engine, Memory, Progress, Queue, StatusHub
-from .client import ComfyUIClient, ComfyUIError
+from .client import ComfyUIClient
+from .errors import ComfyUIError
 from .websocket import ComfyWebsocket
 
 _LOGGER = logging.getLogger(__name__)
@@ -40,14 +40,14 @@ class EngineMonitor:
         client: ComfyUIClient,
         ws: ComfyWebsocket,
         *,
-        sysfs_root: Path | None = DEFAULT_SYSFS_ROOT,
+        gtt: GttSource | None = None,
         img_slot_state: SlotStateHook | None = None,
     ) -> None:
         self._cfg = cfg
         self._hub = hub
         self._client = client
         self._ws = ws
-        self._sysfs_root = sysfs_root
+        self._gtt = gtt
         self.img_slot_state = img_slot_state
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
@@ -55,7 +55,8 @@ class EngineMonitor:
         self._queue = Queue()
         self._memory = Memory()
         self._progress: Progress | None = None
-        self.probes = 0  # completed probe cycles, for tests and diagnostics
+        # called after every probe cycle: lets a test observe the cadence without a counter in here
+        self.on_probe: list[Callable[[], None]] = []
 
     @property
     def reachable(self) -> bool:
@@ -97,13 +98,14 @@ class EngineMonitor:
                 await self._probe()
             except Exception:  # noqa: BLE001 - a probe bug must not end monitoring
                 _LOGGER.exception("ComfyUI probe failed unexpectedly")
-            self.probes += 1
+            for listener in list(self.on_probe):
+                listener()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._cfg.probe_interval):
                     await self._kick.wait()
 
     async def _probe(self) -> None:
-        gtt = read_gtt(self._sysfs_root)
+        gtt = self._gtt() if self._gtt is not None else None
         try:
             stats = await self._client.system_stats()
         except ComfyUIError as err:

@@ -20,26 +20,24 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 
 from ..config import ComfyConfig
 from ..status import Progress
-from .client import (
+from .client import ComfyUIClient, RunResult, images_from_outputs
+from .errors import (
     ComfyExecutionFailed,
     ComfyInterrupted,
     ComfyLost,
     ComfyRenderTimeout,
-    ComfyUIClient,
     ComfyUIError,
     ComfyUnreachable,
-    ImageRef,
-    RunResult,
-    images_from_outputs,
-    pick_images,
 )
+from .history import result_from_history
+from .tracker import Tracker
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -70,79 +68,6 @@ ConnectionCallback = Callable[[bool], None]
 ActiveCallback = Callable[[str | None], None]
 
 
-@dataclass(slots=True)
-class _Tracker:
-    """What we know about one prompt; ``outcome`` is set exactly once."""
-
-    prompt_id: str
-    created: float  # monotonic
-    last_message: float
-    started: float | None = None
-    finished: float | None = None
-    images: list[ImageRef] = field(default_factory=list)
-    cached_nodes: set[str] = field(default_factory=set)
-    ran_nodes: set[str] = field(default_factory=set)
-    output_nodes: set[str] = field(default_factory=set)
-    outcome: RunResult | ComfyUIError | None = None
-    waiters: int = 0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    check_history: bool = False  # set on reconnect: the finish may have been sent while we were away
-    # progress rate: first sample of the current sampler run, and when its node started
-    node_started: dict[str, float] = field(default_factory=dict)
-    rate_base: tuple[str, int, float] | None = None  # (node, value, time)
-
-    def touch(self, now: float) -> None:
-        self.last_message = now
-        self.changed.set()
-
-    def result(self, now: float) -> RunResult:
-        end = self.finished if self.finished is not None else now
-        timings = {"comfyui_s": round(end - self.created, 3)}
-        if self.started is not None:
-            timings["queue_s"] = round(self.started - self.created, 3)
-            timings["exec_s"] = round(end - self.started, 3)
-        return RunResult(
-            self.prompt_id,
-            pick_images(self.images),
-            cached=bool(self.cached_nodes) and not self.ran_nodes,
-            timings=timings,
-        )
-
-
-def result_from_history(prompt_id: str, entry: dict[str, Any] | None) -> RunResult | ComfyUIError | None:
-    """Outcome from a ``GET /history/<id>`` entry; None while ComfyUI has no final word yet."""
-    if not isinstance(entry, dict):
-        return None
-    status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
-    messages = [
-        (m[0], m[1])
-        for m in status.get("messages") or []
-        if isinstance(m, (list, tuple)) and len(m) == 2 and isinstance(m[1], dict)
-    ]
-    by_type = {kind: data for kind, data in messages}
-    status_str = status.get("status_str")
-    if "execution_interrupted" in by_type:
-        return ComfyInterrupted(prompt_id, by_type["execution_interrupted"])
-    if "execution_error" in by_type:
-        return ComfyExecutionFailed(prompt_id, by_type["execution_error"])
-    if status_str == "error":
-        return ComfyExecutionFailed(prompt_id, {"exception_message": "ComfyUI reports the prompt failed"})
-    if status_str != "success" and not status.get("completed") and not (not status and entry.get("outputs")):
-        return None
-    outputs = entry.get("outputs") if isinstance(entry.get("outputs"), dict) else {}
-    cached = set(by_type.get("execution_cached", {}).get("nodes") or [])
-    timings: dict[str, float] = {}
-    start, end = by_type.get("execution_start", {}), by_type.get("execution_success", {})
-    if isinstance(start.get("timestamp"), (int, float)) and isinstance(end.get("timestamp"), (int, float)):
-        timings["exec_s"] = round((end["timestamp"] - start["timestamp"]) / 1000, 3)
-    return RunResult(
-        prompt_id,
-        pick_images(images_from_outputs(outputs)),
-        cached=bool(outputs) and set(outputs) <= {str(n) for n in cached},
-        timings=timings,
-    )
-
-
 class ComfyWebsocket:
     """Keeps ``/ws?clientId=<client_id>`` open and turns its messages into per-prompt outcomes and
     monitor callbacks (queue length, progress, connection state, active prompt)."""
@@ -150,7 +75,7 @@ class ComfyWebsocket:
     def __init__(self, client: ComfyUIClient, cfg: ComfyConfig) -> None:
         self._cfg = cfg
         self._client = client
-        self._trackers: OrderedDict[str, _Tracker] = OrderedDict()
+        self._trackers: OrderedDict[str, Tracker] = OrderedDict()
         self._done_ids: OrderedDict[str, None] = OrderedDict()  # waited for and done: ignore late messages
         self._task: asyncio.Task[None] | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -159,7 +84,6 @@ class ComfyWebsocket:
         self.active_prompt: str | None = None  # our prompt that ComfyUI is executing right now
         self.queue_remaining: int | None = None
         self.progress: Progress | None = None
-        self.messages_seen = 0
         self.on_queue: list[QueueCallback] = []
         self.on_progress: list[ProgressCallback] = []
         self.on_connection: list[ConnectionCallback] = []
@@ -272,7 +196,6 @@ class ComfyWebsocket:
             return
         kind, data = message.get("type"), message["data"]
         now = time.monotonic() if now is None else now
-        self.messages_seen += 1
         if kind == "status":
             self._on_status(data)
             return
@@ -324,14 +247,14 @@ class ComfyWebsocket:
                 # an idle queue ends any progress bar, also one of a prompt that is not ours
                 self._release(self.progress.prompt_id)
 
-    def _on_start(self, tracker: _Tracker, data: dict[str, Any], now: float) -> None:
+    def _on_start(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
         tracker.started = now
         self._set_active(tracker.prompt_id)
 
-    def _on_cached(self, tracker: _Tracker, data: dict[str, Any], now: float) -> None:
+    def _on_cached(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
         tracker.cached_nodes.update(str(n) for n in data.get("nodes") or [])
 
-    def _on_executing(self, tracker: _Tracker, data: dict[str, Any], now: float) -> None:
+    def _on_executing(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
         node = data.get("node")
         if node is None:  # always the last message of a prompt
             self._finish(tracker, tracker.result(now) if tracker.outcome is None else None, now)
@@ -342,39 +265,28 @@ class ComfyWebsocket:
         tracker.ran_nodes.add(str(node))
         tracker.node_started[str(node)] = now
 
-    def _on_executed(self, tracker: _Tracker, data: dict[str, Any], now: float) -> None:
+    def _on_executed(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
         if data.get("node") is not None:
             tracker.output_nodes.add(str(data["node"]))
         tracker.images.extend(images_from_outputs(data.get("output")))
 
-    def _on_success(self, tracker: _Tracker, data: dict[str, Any], now: float) -> None:
+    def _on_success(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
         self._finish(tracker, tracker.result(now), now)
 
-    def _on_error(self, tracker: _Tracker, data: dict[str, Any], now: float) -> None:
+    def _on_error(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
         self._finish(tracker, ComfyExecutionFailed(tracker.prompt_id, data), now)
 
-    def _on_interrupted(self, tracker: _Tracker, data: dict[str, Any], now: float) -> None:
+    def _on_interrupted(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
         self._finish(tracker, ComfyInterrupted(tracker.prompt_id, data), now)
 
-    def _on_progress_message(self, tracker: _Tracker, data: dict[str, Any], now: float) -> None:
+    def _on_progress_message(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
         self._on_progress(tracker, tracker.prompt_id, data, now)
 
-    def _on_progress(self, tracker: _Tracker | None, prompt_id: str, data: dict[str, Any], now: float) -> None:
+    def _on_progress(self, tracker: Tracker | None, prompt_id: str, data: dict[str, Any], now: float) -> None:
         value, maximum = data.get("value"), data.get("max")
         if not isinstance(value, (int, float)) or not isinstance(maximum, (int, float)) or maximum <= 0:
             return
-        node = str(data.get("node"))
-        it_s: float | None = None
-        if tracker is not None:
-            base = tracker.rate_base
-            if base is None or base[0] != node or value <= base[1]:
-                # a new sampler run: measure from its node's start when we saw it, else from here on
-                begun = tracker.node_started.get(node)
-                tracker.rate_base = (node, 0, begun) if begun is not None and value > 0 else (node, int(value), now)
-                base = tracker.rate_base
-            elapsed = now - base[2]
-            if elapsed > 0 and value > base[1]:
-                it_s = (value - base[1]) / elapsed
+        it_s = tracker.rate(str(data.get("node")), value, now) if tracker is not None else None
         eta = (maximum - value) / it_s if it_s else None
         self.progress = Progress(
             prompt_id,
@@ -386,7 +298,7 @@ class ComfyWebsocket:
         for cb in list(self.on_progress):
             _safe(cb, self.progress)
 
-    def _finish(self, tracker: _Tracker, outcome: RunResult | ComfyUIError | None, now: float) -> None:
+    def _finish(self, tracker: Tracker, outcome: RunResult | ComfyUIError | None, now: float) -> None:
         if tracker.outcome is None and outcome is not None:
             tracker.finished = now
             tracker.outcome = outcome
@@ -411,13 +323,13 @@ class ComfyWebsocket:
 
     # -- following prompts ----------------------------------------------------------------------
 
-    def track(self, prompt_id: str, *, now: float | None = None) -> _Tracker:
+    def track(self, prompt_id: str, *, now: float | None = None) -> Tracker:
         """Start buffering a prompt's messages (call before submitting it; idempotent)."""
         tracker = self._trackers.get(prompt_id)
         if tracker is not None:
             return tracker
         now = time.monotonic() if now is None else now
-        tracker = _Tracker(prompt_id, created=now, last_message=now)
+        tracker = Tracker(prompt_id, created=now, last_message=now)
         self._trackers[prompt_id] = tracker
         self._evict()
         return tracker
@@ -471,7 +383,7 @@ class ComfyWebsocket:
             raise outcome
         return outcome
 
-    async def _follow(self, tracker: _Tracker) -> RunResult | ComfyUIError:
+    async def _follow(self, tracker: Tracker) -> RunResult | ComfyUIError:
         cfg = self._cfg
         unreachable_since: float | None = None
         missing_polls = 0
@@ -522,7 +434,7 @@ class ComfyWebsocket:
         return outcome, queued or entry is not None
 
     @staticmethod
-    async def _wait_changed(tracker: _Tracker, seconds: float) -> None:
+    async def _wait_changed(tracker: Tracker, seconds: float) -> None:
         tracker.changed.clear()
         if tracker.outcome is not None or tracker.check_history:
             return
@@ -533,7 +445,7 @@ class ComfyWebsocket:
 
 _TERMINAL = frozenset({"execution_success", "execution_error", "execution_interrupted"})
 
-_HANDLERS: dict[str, Callable[[ComfyWebsocket, _Tracker, dict[str, Any], float], None]] = {
+_HANDLERS: dict[str, Callable[[ComfyWebsocket, Tracker, dict[str, Any], float], None]] = {
     "execution_start": ComfyWebsocket._on_start,
     "execution_cached": ComfyWebsocket._on_cached,
     "executing": ComfyWebsocket._on_executing,

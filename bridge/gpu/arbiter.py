@@ -23,98 +23,21 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ..config import Config
 from ..errors import BUSY, PINNED, SWITCH_FAILED, SWITCH_IN_PROGRESS, ApiError
-from ..status import Mode, Queue, StatusHub, Switchover
-from .slots.slot import Slot, SlotError, SlotManager
+from ..status import Mode, Queue, StatusHub
+from .engine import EngineControl, EngineError
+from .idle_restore import IdleRestore
+from .slots.base import SlotError
+from .slots.manager import SlotManager
+from .slots.slot import Slot
 from .state import ArbiterState, StateStore
+from .switch import Switch, SwitchFailed, other_mode
 
 _LOG = logging.getLogger(__name__)
 ACTIVITY_SAVE_INTERVAL = 30.0  # seconds between state writes caused by a busy ComfyUI queue
-
-
-class EngineError(Exception):
-    """ComfyUI did not do what the arbiter asked (unreachable, error status)."""
-
-
-class EngineControl(Protocol):
-    """The three ComfyUI calls the arbiter needs."""
-
-    async def queue_counts(self) -> Queue: ...  # fresh GET /queue
-    async def cancel_all(self) -> None: ...  # POST /queue {"clear": true}, then POST /interrupt
-    async def free(self) -> None: ...  # POST /free {"unload_models": true, "free_memory": true}
-
-
-class ComfyEngineControl:
-    """:class:`EngineControl` over the daemon's ``ComfyUIClient`` (bridge/comfyui_client.py).
-
-    Accepts the client itself or the ``ComfyUI`` facade (whose ``.client`` exists only after its
-    start, so it is resolved at each call). Every client failure becomes :class:`EngineError`, so the
-    arbiter needs no knowledge of the client's exception family.
-    """
-
-    def __init__(self, client: Any) -> None:
-        self._source = client
-
-    @property
-    def _client(self) -> Any:
-        return self._source if hasattr(self._source, "queue") else self._source.client
-
-    async def queue_counts(self) -> Queue:
-        try:
-            q = await self._client.queue()
-        except Exception as err:
-            raise EngineError(f"GET /queue failed: {err}") from err
-        return Queue(running=len(q.running_ids), pending=len(q.pending_ids))
-
-    async def cancel_all(self) -> None:
-        try:
-            await self._client.clear_queue()
-            await self._client.interrupt()
-        except Exception as err:
-            raise EngineError(f"cancelling renders failed: {err}") from err
-
-    async def free(self) -> None:
-        try:
-            await self._client.free(unload_models=True, free_memory=True)
-        except Exception as err:
-            raise EngineError(f"ComfyUI /free failed: {err}") from err
-
-
-def _other(mode: Mode) -> Mode:
-    return "inference" if mode == "generation" else "generation"
-
-
-@dataclass(eq=False)
-class _Switch:
-    target: Mode
-    trigger: str
-    force: bool
-    pin: bool | None
-    started_at: float = field(default_factory=time.time)
-    phases: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    finished_at: float | None = None
-    task: asyncio.Task[None] | None = None
-
-    def view(self) -> Switchover:
-        return Switchover(
-            active=self.finished_at is None,
-            target=self.target,
-            error=self.error,
-            trigger=self.trigger,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            phases=dict(self.phases),
-        )
-
-
-class _SwitchFailed(Exception):
-    pass
 
 
 class Arbiter:
@@ -128,14 +51,11 @@ class Arbiter:
         self._store = StateStore(config.server.state_dir)
         self._state = ArbiterState()
         self._mode: Mode = "inference"
-        self._switch: _Switch | None = None
-        self._last: _Switch | None = None
+        self._switch: Switch | None = None
+        self._last: Switch | None = None
         self._active_images = 0
-        self._wake = asyncio.Event()
-        self._idle_task: asyncio.Task[None] | None = None
-        self._window = config.image.idle_restore_minutes * 60.0
-        self._tick = config.comfyui.probe_interval
         self._activity_saved_at = 0.0
+        self._idle = IdleRestore(self, hub, config.image.idle_restore_minutes * 60.0, config.comfyui.probe_interval)
 
     # ------------------------------------------------------------------------------ properties
 
@@ -179,7 +99,7 @@ class Arbiter:
         if problem:
             _LOG.warning("arbiter state: %s; starting in inference mode", problem)
             await self._save()
-        self._mode = _other(state.switching_to) if state.switching_to else state.mode
+        self._mode = other_mode(state.switching_to) if state.switching_to else state.mode
         self._publish()
         if self._slots.img is not None:
             if state.switching_to is not None:
@@ -188,7 +108,7 @@ class Arbiter:
             elif reason := await self._out_of_step():
                 _LOG.warning("arbiter: %s; restoring %s mode", reason, self._mode)
                 self._begin(self._mode, trigger="recovery", force=False, pin=None)
-        self._idle_task = asyncio.create_task(self._idle_loop(), name="arbiter-idle")
+        self._idle.start()
 
     async def _out_of_step(self) -> str | None:
         """Why the slots do not match the persisted mode (e.g. LLM units enabled at boot while the
@@ -206,13 +126,12 @@ class Arbiter:
 
     async def stop(self) -> None:
         """Stop the idle loop; a switch in flight is cancelled and finished by the next start."""
-        tasks = [t for t in (self._idle_task, self._switch.task if self._switch else None) if t]
-        for task in tasks:
+        await self._idle.stop()
+        task = self._switch.task if self._switch else None
+        if task is not None:
             task.cancel()
-        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._idle_task = None
 
     # ------------------------------------------------------------------------------ requests
 
@@ -318,14 +237,14 @@ class Arbiter:
             _LOG.info("queue check: %s (treated as empty)", err)
             return Queue()
 
-    async def _wait(self, sw: _Switch) -> None:
+    async def _wait(self, sw: Switch) -> None:
         assert sw.task is not None
         await asyncio.shield(sw.task)
 
-    def _begin(self, target: Mode, *, trigger: str, force: bool, pin: bool | None) -> _Switch:
+    def _begin(self, target: Mode, *, trigger: str, force: bool, pin: bool | None) -> Switch:
         """Start a switch. Synchronous on purpose: check-and-set of ``_switch`` cannot interleave."""
         assert self._switch is None, "one switch at a time"
-        sw = _Switch(target=target, trigger=trigger, force=force, pin=pin)
+        sw = Switch(target=target, trigger=trigger, force=force, pin=pin)
         self._switch = sw
         self._hub.update(switchover=sw.view())
         self._hub.emit("switch_started", target=target, trigger=trigger, mode=self._mode)
@@ -333,13 +252,13 @@ class Arbiter:
         sw.task = asyncio.create_task(self._run(sw), name=f"switch-{target}")
         return sw
 
-    async def _run(self, sw: _Switch) -> None:
+    async def _run(self, sw: Switch) -> None:
         try:
             if sw.target == "generation":
                 await self._to_generation(sw)
             else:
                 await self._to_inference(sw)
-        except _SwitchFailed:
+        except SwitchFailed:
             pass
         except OSError as err:  # the state could not be persisted: nothing was touched after that
             sw.error = f"cannot save arbiter state: {err}"
@@ -368,15 +287,15 @@ class Arbiter:
                 _LOG.warning("switch to %s (%s) failed: %s", sw.target, sw.trigger, sw.error)
             self._publish()
 
-    def _phase(self, sw: _Switch, name: str, since: float) -> None:
+    def _phase(self, sw: Switch, name: str, since: float) -> None:
         sw.phases[name] = round(time.monotonic() - since, 4)
         self._hub.update(switchover=sw.view())
 
-    def _fail(self, sw: _Switch, message: str) -> _SwitchFailed:
+    def _fail(self, sw: Switch, message: str) -> SwitchFailed:
         sw.error = message if sw.error is None else f"{sw.error}; {message}"
-        return _SwitchFailed(message)
+        return SwitchFailed(message)
 
-    async def _to_generation(self, sw: _Switch) -> None:
+    async def _to_generation(self, sw: Switch) -> None:
         running = await self._slots.running_llm()
         settled_inference = self._state.mode == "inference" and not self._state.incomplete and not self._state.switching_to
         saved = tuple(sorted(set(running) | (set() if settled_inference else set(self._state.saved_llm_slots))))
@@ -421,7 +340,7 @@ class Arbiter:
         await self._persist(switching_to=None, incomplete=False, since=time.time())
         self._mode = "generation"
 
-    async def _rollback(self, sw: _Switch, saved: tuple[str, ...], reason: str, *, img_started: bool) -> None:
+    async def _rollback(self, sw: Switch, saved: tuple[str, ...], reason: str, *, img_started: bool) -> None:
         """Undo a failed switch to generation: the saved LLM slots run again, mode stays inference."""
         self._fail(sw, reason)
         img = self._slots.img
@@ -436,9 +355,9 @@ class Arbiter:
             mode="inference", switching_to=None, pinned=False, incomplete=bool(problems), since=time.time()
         )
         self._mode = "inference"
-        raise _SwitchFailed(reason)
+        raise SwitchFailed(reason)
 
-    async def _to_inference(self, sw: _Switch) -> None:
+    async def _to_inference(self, sw: Switch) -> None:
         await self._persist(mode="inference", switching_to="inference", switch_trigger=sw.trigger)
 
         t = time.monotonic()
@@ -473,7 +392,7 @@ class Arbiter:
         await self._persist(switching_to=None, pinned=False, incomplete=False, since=time.time())
         self._mode = "inference"
 
-    async def _start_all(self, slots: list[Slot], sw: _Switch | None = None) -> list[str]:
+    async def _start_all(self, slots: list[Slot], sw: Switch | None = None) -> list[str]:
         """Launch then await readiness of all ``slots`` in parallel; the problems, one per failed slot."""
         t = time.monotonic()
         launched = await self._gather(s.launch() for s in slots)
@@ -497,52 +416,18 @@ class Arbiter:
 
     # ------------------------------------------------------------------------------ idle-restore
 
-    def _idle_deadline(self) -> float | None:
-        if (
-            self._window <= 0
-            or self._mode != "generation"
-            or self._state.pinned
-            or self._switch is not None
-            or self._active_images
-        ):
+    def idle_anchor(self) -> float | None:
+        """When image work was last seen, or None while idle-restore does not apply (inference mode,
+        pinned, a switch in flight, a render through the bridge)."""
+        if self._mode != "generation" or self._state.pinned or self._switch is not None or self._active_images:
             return None
         marks = [self._state.last_image_activity, self._state.since, self._last.finished_at if self._last else None]
-        anchor = max((m for m in marks if m is not None), default=time.time())
-        return anchor + self._window
+        return max((m for m in marks if m is not None), default=time.time())
 
-    async def _idle_loop(self) -> None:
-        while True:
-            deadline = self._idle_deadline()
-            self._hub.update(idle_restore_at=deadline)
-            self._wake.clear()
-            timeout = None if deadline is None else min(self._tick, max(0.0, deadline - time.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            try:
-                await self._idle_tick()
-            except Exception:  # the idle loop must survive anything
-                _LOG.exception("idle-restore tick failed")
+    async def fresh_queue(self) -> Queue:
+        return await self._queue_counts()
 
-    async def _idle_tick(self) -> None:
-        if self._idle_deadline() is None:
-            return
-        q = self._hub.status.queue
-        if q.running or q.pending:  # direct use of ComfyUI counts as image activity
-            await self._queue_activity()
-            return
-        deadline = self._idle_deadline()
-        if deadline is None or time.time() < deadline:
-            return
-        fresh = await self._queue_counts()
-        if fresh.running or fresh.pending:
-            await self._queue_activity()
-            return
-        if self._idle_deadline() is None:  # re-check after the await
-            return
-        _LOG.info("no image activity for %g minutes: restoring inference", self._window / 60)
-        self._begin("inference", trigger="idle", force=False, pin=None)
-
-    async def _queue_activity(self) -> None:
+    async def note_queue_activity(self) -> None:
         """A busy ComfyUI queue restarts the idle window at every tick, but goes to disk at most every
         ``ACTIVITY_SAVE_INTERVAL`` seconds: a restart anchors the window at its own start anyway."""
         now = time.time()
@@ -550,6 +435,9 @@ class Arbiter:
         if now - self._activity_saved_at >= ACTIVITY_SAVE_INTERVAL:
             self._activity_saved_at = now
             await self._save()
+
+    def restore_inference(self) -> None:
+        self._begin("inference", trigger="idle", force=False, pin=None)
 
     # ------------------------------------------------------------------------------ state
 
@@ -561,5 +449,5 @@ class Arbiter:
         await self._store.save(self._state)
 
     def _publish(self) -> None:
-        self._hub.update(mode=self._mode, pinned=self._state.pinned, idle_restore_at=self._idle_deadline())
-        self._wake.set()
+        self._hub.update(mode=self._mode, pinned=self._state.pinned, idle_restore_at=self._idle.deadline())
+        self._idle.wake()

@@ -8,7 +8,9 @@ are tiny in-memory counters, so reading them inline cannot stall the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,10 @@ class GttReading:
     used: int
     total: int
     card: str
+
+
+GttSource = Callable[[], GttReading | None]
+"""Where the engine monitor gets its GTT reading (amdgpu sysfs in production)."""
 
 
 def _read_int(path: Path) -> int | None:
@@ -74,3 +80,8 @@ def memory_from(stats: dict[str, Any] | None, gtt: GttReading | None) -> Memory:
         return Memory(None, None, ram_used, ram_total, None)
     gtt_used = vram_total - vram_free if vram_free is not None else None
     return Memory(gtt_used, vram_total, ram_used, ram_total, "comfyui")
+
+
+def sysfs_gtt(root: Path = DEFAULT_SYSFS_ROOT) -> GttSource:
+    """A :data:`GttSource` over amdgpu sysfs at ``root`` (tests pass a temporary directory)."""
+    return partial(read_gtt, root)

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..commands import Commands
-from .server import BRIDGE_KEY, json_response, read_json
-
-
-def commands_of(request: web.Request) -> Commands:
-    """The running bridge's dispatcher (built at start-up, after the app was frozen)."""
-    return request.app[BRIDGE_KEY].commands
+from .server import BRIDGE_KEY, commands_of, json_response, read_json
 
 
 async def info(request: web.Request) -> web.Response:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .control import commands_of
-from .server import json_response, read_json
+from .server import commands_of, json_response, read_json
 
 
 async def images_generations(request: web.Request) -> web.Response:

@@ -11,12 +11,15 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from .. import errors
 from ..errors import ApiError
+
+if TYPE_CHECKING:
+    from ..commands import Commands
 
 _LOGGER = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -24,6 +27,12 @@ TOKEN_KEY = web.AppKey("token", str)
 MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
 BRIDGE_KEY: web.AppKey[Any] = web.AppKey("bridge")  # hal0_bridge.app.Bridge; typed loosely to avoid an import cycle
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def commands_of(request: web.Request) -> Commands:
+    """The running bridge's dispatcher (built at start-up, after the app was frozen)."""
+    commands: Commands = request.app[BRIDGE_KEY].commands
+    return commands
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

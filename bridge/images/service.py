@@ -12,7 +12,7 @@ import secrets
 import time
 from typing import Any
 
-from ..comfyui.client import ComfyUIError
+from ..comfyui.errors import ComfyUIError
 from ..comfyui.facade import ComfyUI
 from ..config import Config
 from ..errors import ApiError

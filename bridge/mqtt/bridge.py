@@ -16,11 +16,9 @@ dispatcher that REST uses, so the rules (busy queue without force is refused, ..
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -34,6 +32,7 @@ from ..config import Config
 from ..errors import ApiError
 from ..status import StatusHub
 from .discovery import discovery_payload
+from .payloads import Reply, parse_mode_set, parse_pin_set, parse_request, payload_text, state_payloads, to_json
 from .topics import ACTIONS, Topics
 
 if TYPE_CHECKING:
@@ -45,36 +44,6 @@ QOS = 1  # availability, state, events and responses: at least once
 
 ONLINE = "online"
 OFFLINE = "offline"
-PIN_WORDS = {"on": True, "true": True, "off": False, "false": False}
-
-
-def _json(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
-def state_payloads(topics: Topics, status: dict[str, Any]) -> dict[str, bytes]:
-    """The retained state topics and their payloads for one status snapshot (``Status.to_dict()``)."""
-    return {
-        topics.status: _json(status),
-        topics.mode: str(status.get("mode", "")).encode(),
-        topics.engine: str(status.get("engine", "")).encode(),
-        topics.pinned: b"ON" if status.get("pinned") else b"OFF",
-        topics.queue: _json(status.get("queue")),
-        topics.memory: _json(status.get("memory")),
-        topics.switchover: _json(status.get("switchover")),
-    }
-
-
-@dataclass(slots=True)
-class _Reply:
-    """Where and how to answer one command or request."""
-
-    action: str
-    topic: str
-    correlation: bytes | None = None
-    transaction: Any = None
-
-
 class MqttBridge:
     """Publishes the status snapshot and events, and serves commands, over one MQTT connection."""
 
@@ -329,9 +298,9 @@ class MqttBridge:
         self._publish(self.topics.availability, ONLINE, retain=True)
         info = self._info()
         if info is not None:
-            self._publish(self.topics.info, _json(info), retain=True)
+            self._publish(self.topics.info, to_json(info), retain=True)
         if self._mqtt.discovery:
-            self._publish(self.topics.discovery, _json(discovery_payload(self.topics, info or {})), retain=True)
+            self._publish(self.topics.discovery, to_json(discovery_payload(self.topics, info or {})), retain=True)
         else:
             # An empty retained config removes entities an earlier run with discovery on created.
             self._publish(self.topics.discovery, b"", retain=True)
@@ -381,7 +350,7 @@ class MqttBridge:
             else:
                 self._flush_status()  # an event never overtakes the state it talks about
                 if self._connected:
-                    self._publish(self.topics.event, _json(message.data))
+                    self._publish(self.topics.event, to_json(message.data))
 
     def _discrete_change(self, status: dict[str, Any]) -> bool:
         """True when a state topic other than the full snapshot and the memory gauge would change."""
@@ -415,11 +384,11 @@ class MqttBridge:
                 self._publish_everything()
             return
         if topic == self.topics.mode_set:
-            action, parse = "switchover", self._parse_mode_set
+            action, parse = "switchover", parse_mode_set
         elif topic == self.topics.pin_set:
-            action, parse = "pin", self._parse_pin_set
+            action, parse = "pin", parse_pin_set
         elif (requested := self.topics.action_of(topic)) is not None:
-            action, parse = requested, self._parse_request
+            action, parse = requested, parse_request
         else:
             _LOGGER.debug("MQTT: ignoring message on %s", topic)
             return
@@ -434,9 +403,9 @@ class MqttBridge:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _reply_for(self, message: mqtt.MQTTMessage, action: str) -> _Reply:
+    def _reply_for(self, message: mqtt.MQTTMessage, action: str) -> Reply:
         """``hal0/response/<action>``, or the MQTT 5 response topic (with correlation data) when given."""
-        reply = _Reply(action=action, topic=self.topics.response(action))
+        reply = Reply(action=action, topic=self.topics.response(action))
         props = getattr(message, "properties", None)
         if props is not None:
             response_topic = getattr(props, "ResponseTopic", None)
@@ -447,67 +416,13 @@ class MqttBridge:
                 reply.correlation = bytes(correlation)
         return reply
 
-    def _text(self, message: mqtt.MQTTMessage) -> str:
-        if len(message.payload) > self._max_payload:
-            raise ApiError(
-                errors.BODY_TOO_LARGE,
-                "payload is too large",
-                details={"max_bytes": self._max_payload, "actual_bytes": len(message.payload)},
-            )
-        try:
-            return message.payload.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise ApiError(errors.INVALID_JSON, "payload is not UTF-8 text") from None
-
-    @staticmethod
-    def _loads(text: str) -> Any:
-        try:
-            return json.loads(text)
-        except (ValueError, RecursionError) as err:
-            raise ApiError(errors.INVALID_JSON, f"payload is not valid JSON: {err}") from None
-
-    def _parse_request(self, text: str, reply: _Reply) -> Any:
-        """A request body: a JSON object (or nothing); ``transaction`` is taken out and echoed."""
-        if not text:
-            return {}
-        body = self._loads(text)
-        if not isinstance(body, dict):
-            raise ApiError(errors.BODY_NOT_OBJECT, "request payload must be a JSON object")
-        reply.transaction = body.pop("transaction", None)
-        return body
-
-    def _parse_mode_set(self, text: str, reply: _Reply) -> Any:
-        """``generation`` / ``inference`` as plain text, or a JSON object ``{mode, force, pin}``."""
-        if text.startswith(("{", "[", '"')):
-            body = self._loads(text)
-            if isinstance(body, str):
-                return {"mode": body}
-            if not isinstance(body, dict):
-                raise ApiError(
-                    errors.INVALID_MODE, 'expected "generation", "inference" or {"mode": ..., "force": ...}'
-                )
-            reply.transaction = body.pop("transaction", None)
-            return body
-        return {"mode": text.lower()}
-
-    def _parse_pin_set(self, text: str, reply: _Reply) -> Any:
-        """``ON``/``OFF``/``true``/``false`` (any case), or a JSON object ``{"pinned": bool}``."""
-        if text.startswith("{"):
-            body = self._loads(text)
-            if isinstance(body, dict):
-                reply.transaction = body.pop("transaction", None)
-            return body
-        if text.lower() in PIN_WORDS:
-            return {"pinned": PIN_WORDS[text.lower()]}
-        raise ApiError(errors.INVALID_PIN, "pin/set expects ON, OFF, true or false", param="pinned")
-
     async def _serve(
-        self, message: mqtt.MQTTMessage, action: str, parse: Callable[[str, _Reply], Any]
+        self, message: mqtt.MQTTMessage, action: str, parse: Callable[[str, Reply], Any]
     ) -> None:
         """Parse, run through Commands, answer; any failure becomes an error reply, never a crash."""
         reply = self._reply_for(message, action)
         try:
-            body = parse(self._text(message), reply)
+            body = parse(payload_text(message.payload, self._max_payload), reply)
             data = await self._execute(action, body)
         except ApiError as err:
             _LOGGER.info("MQTT %s on %s refused: %s %s", action, message.topic, err.code, err.message)
@@ -538,7 +453,7 @@ class MqttBridge:
             errors.NOT_FOUND, f"unknown action {action!r}", param="action", details={"actions": list(ACTIONS)}
         )
 
-    def _respond(self, reply: _Reply, *, data: Any = None, error: dict[str, Any] | None = None) -> None:
+    def _respond(self, reply: Reply, *, data: Any = None, error: dict[str, Any] | None = None) -> None:
         payload = {
             "status": "error" if error else "ok",
             "data": data,
@@ -552,4 +467,4 @@ class MqttBridge:
         if not self._connected:
             _LOGGER.info("MQTT: broker gone, %s answer dropped: %s", reply.action, payload["status"])
             return
-        self._publish(reply.topic, _json(payload), properties=properties)
+        self._publish(reply.topic, to_json(payload), properties=properties)

@@ -14,15 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from hal0_bridge.comfyui.client import (
-    ComfyRejected,
-    ComfyServerError,
-    ComfyUIClient,
-    ComfyUnreachable,
-    ImageRef,
-    QueueInfo,
-    Submitted,
-)
+from hal0_bridge.comfyui.client import ComfyUIClient, ImageRef, QueueInfo, Submitted
+from hal0_bridge.comfyui.errors import ComfyRejected, ComfyServerError, ComfyUnreachable
 from hal0_bridge.config import ComfyConfig, build
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"

@@ -13,10 +13,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from hal0_bridge.comfyui.client import ComfyUnreachable
+from hal0_bridge.comfyui.errors import ComfyUnreachable
 from hal0_bridge.comfyui.facade import ComfyUI
+from hal0_bridge.comfyui.monitor import EngineMonitor
 from hal0_bridge.config import ComfyConfig, build
-from hal0_bridge.gpu.memory import GttReading, read_gtt
+from hal0_bridge.gpu.memory import GttReading, GttSource, read_gtt, sysfs_gtt
 from hal0_bridge.status import Memory, Queue, StatusHub
 
 from tests.support.comfyui_standin import ComfyStandIn
@@ -57,14 +58,25 @@ def refused_url() -> str:
 
 
 @contextlib.asynccontextmanager
-async def monitored(url: str, *, sysfs_root: Path | None = None, **kwargs: Any) -> AsyncIterator[tuple[ComfyUI, StatusHub]]:
+async def monitored(url: str, *, gtt: GttSource | None = None, **kwargs: Any) -> AsyncIterator[tuple[ComfyUI, StatusHub]]:
     hub = StatusHub()
-    comfy = ComfyUI(cfg_for(url), hub, sysfs_root=sysfs_root, **kwargs)
+    comfy = ComfyUI(cfg_for(url), hub, gtt=gtt, **kwargs)
     await comfy.start()
     try:
         yield comfy, hub
     finally:
         await comfy.stop()
+
+
+class ProbeCount:
+    """Counts the monitor's finished probe cycles (from now on) through its ``on_probe`` hook."""
+
+    def __init__(self, monitor: EngineMonitor) -> None:
+        self.value = 0
+        monitor.on_probe.append(self._tick)
+
+    def _tick(self) -> None:
+        self.value += 1
 
 
 @pytest.fixture
@@ -94,7 +106,8 @@ async def test_answering_comfyui_is_reachable_and_running(standin: ComfyStandIn)
 
 async def test_absent_comfyui_is_stopped(standin: ComfyStandIn) -> None:
     async with monitored(refused_url()) as (comfy, hub):
-        await until(lambda: comfy.monitor.probes >= 2)
+        probes = ProbeCount(comfy.monitor)
+        await until(lambda: probes.value >= 2)
         assert (hub.status.reachable, hub.status.engine) == (False, "stopped")
 
 
@@ -160,13 +173,15 @@ async def test_pending_prompts_show_in_the_queue(standin: ComfyStandIn) -> None:
 
 async def test_starting_img_slot_reads_starting_while_comfyui_is_away() -> None:
     async with monitored(refused_url(), img_slot_state=lambda: "starting") as (comfy, hub):
-        await until(lambda: comfy.monitor.probes >= 1)
+        probes = ProbeCount(comfy.monitor)
+        await until(lambda: probes.value >= 1)
         assert (hub.status.engine, hub.status.reachable) == ("starting", False)
 
 
 async def test_img_slot_hook_wired_late_takes_effect() -> None:
     async with monitored(refused_url()) as (comfy, hub):
-        await until(lambda: comfy.monitor.probes >= 1)
+        probes = ProbeCount(comfy.monitor)
+        await until(lambda: probes.value >= 1)
         assert hub.status.engine == "stopped"
         comfy.set_img_slot_state(lambda: "starting")
         await until(lambda: hub.status.engine == "starting")
@@ -199,7 +214,8 @@ async def blackhole() -> AsyncIterator[tuple[str, dict[str, int]]]:
 
 async def test_blackholed_comfyui_is_stopped_and_status_never_waits() -> None:
     async with blackhole() as (url, _), monitored(url) as (comfy, hub):
-        await until(lambda: comfy.monitor.probes >= 2)
+        probes = ProbeCount(comfy.monitor)
+        await until(lambda: probes.value >= 2)
         assert (hub.status.engine, hub.status.reachable) == ("stopped", False)
         assert hub.status.to_dict()["engine"] == "stopped"  # served from memory, no I/O
 
@@ -207,11 +223,12 @@ async def test_blackholed_comfyui_is_stopped_and_status_never_waits() -> None:
 async def test_probes_against_a_blackhole_never_overlap() -> None:
     async with blackhole() as (url, seen):
         hub = StatusHub()
-        comfy = ComfyUI(cfg_for(url), hub, sysfs_root=None)
+        comfy = ComfyUI(cfg_for(url), hub)
         comfy.client.session = aiohttp.ClientSession()
         try:
             await comfy.monitor.start()  # the monitor alone: no websocket attempts to count
-            await until(lambda: comfy.monitor.probes >= 4)
+            probes = ProbeCount(comfy.monitor)
+            await until(lambda: probes.value >= 4)
         finally:
             await comfy.monitor.stop()
             await comfy.client.session.close()
@@ -232,14 +249,16 @@ async def test_memory_comes_from_comfyui_without_sysfs(standin: ComfyStandIn) ->
     standin.settings.vram_total, standin.settings.vram_free = 1000, 400
     standin.settings.ram_total, standin.settings.ram_free = 5000, 1000
     async with monitored(standin.url) as (comfy, hub):
-        await until(lambda: comfy.monitor.probes >= 1)
+        probes = ProbeCount(comfy.monitor)
+        await until(lambda: probes.value >= 1)
         assert hub.status.memory == Memory(600, 1000, 4000, 5000, "comfyui")
 
 
 async def test_memory_prefers_sysfs_gtt(standin: ComfyStandIn, tmp_path: Path) -> None:
     root = fake_sysfs(tmp_path, {"card0": ("123", "4096")})
-    async with monitored(standin.url, sysfs_root=root) as (comfy, hub):
-        await until(lambda: comfy.monitor.probes >= 1)
+    async with monitored(standin.url, gtt=sysfs_gtt(root)) as (comfy, hub):
+        probes = ProbeCount(comfy.monitor)
+        await until(lambda: probes.value >= 1)
         memory = hub.status.memory
         assert (memory.gtt_used, memory.gtt_total, memory.gtt_source) == (123, 4096, "sysfs")
         assert memory.ram_total == standin.settings.ram_total
@@ -247,14 +266,16 @@ async def test_memory_prefers_sysfs_gtt(standin: ComfyStandIn, tmp_path: Path) -
 
 async def test_sysfs_gtt_is_shown_while_comfyui_is_away(tmp_path: Path) -> None:
     root = fake_sysfs(tmp_path, {"card1": ("7", "70")})
-    async with monitored(refused_url(), sysfs_root=root) as (comfy, hub):
-        await until(lambda: comfy.monitor.probes >= 1)
+    async with monitored(refused_url(), gtt=sysfs_gtt(root)) as (comfy, hub):
+        probes = ProbeCount(comfy.monitor)
+        await until(lambda: probes.value >= 1)
         assert hub.status.memory == Memory(7, 70, None, None, "sysfs")
 
 
 async def test_unknown_memory_is_none_everywhere() -> None:
     async with monitored(refused_url()) as (comfy, hub):
-        await until(lambda: comfy.monitor.probes >= 1)
+        probes = ProbeCount(comfy.monitor)
+        await until(lambda: probes.value >= 1)
         assert hub.status.memory == Memory()
 
 

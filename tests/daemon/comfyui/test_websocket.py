@@ -20,17 +20,15 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from hal0_bridge.comfyui.client import (
+from hal0_bridge.comfyui.client import ComfyUIClient, ImageRef, RunResult
+from hal0_bridge.comfyui.errors import (
     ComfyExecutionFailed,
     ComfyInterrupted,
     ComfyLost,
     ComfyRejected,
     ComfyRenderTimeout,
     ComfyServerError,
-    ComfyUIClient,
     ComfyUnreachable,
-    ImageRef,
-    RunResult,
 )
 from hal0_bridge.comfyui.facade import ComfyUI
 from hal0_bridge.comfyui.websocket import ComfyWebsocket
@@ -467,10 +465,12 @@ async def standin() -> AsyncIterator[ComfyStandIn]:
 
 @contextlib.asynccontextmanager
 async def facade(url: str, **overrides: float) -> AsyncIterator[ComfyUI]:
-    comfy = ComfyUI(cfg_for(url, **overrides), StatusHub(), sysfs_root=None)
+    comfy = ComfyUI(cfg_for(url, **overrides), StatusHub())
+    probed = asyncio.Event()
+    comfy.monitor.on_probe.append(probed.set)
     await comfy.start()
     try:
-        await until(lambda: comfy.ws.connected or comfy.monitor.probes > 0)
+        await until(lambda: comfy.ws.connected or probed.is_set())
         yield comfy
     finally:
         await comfy.stop()

@@ -19,8 +19,9 @@ from hal0_bridge import config as config_mod
 from hal0_bridge.comfyui.client import ComfyUIClient
 from hal0_bridge.config import Config
 from hal0_bridge.errors import ApiError
-from hal0_bridge.gpu.arbiter import Arbiter, ComfyEngineControl
-from hal0_bridge.gpu.slots.slot import SlotManager
+from hal0_bridge.gpu.arbiter import Arbiter
+from hal0_bridge.gpu.engine import ComfyEngineControl
+from hal0_bridge.gpu.slots.manager import SlotManager
 from hal0_bridge.status import StatusHub, Subscription
 
 from tests.support import fake_llama

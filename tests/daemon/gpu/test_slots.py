@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 from hal0_bridge import config as config_mod
 from hal0_bridge.config import Config
-from hal0_bridge.gpu.slots.slot import SlotError, SlotManager
+from hal0_bridge.gpu.slots.base import SlotError
+from hal0_bridge.gpu.slots.manager import SlotManager
 from hal0_bridge.status import StatusHub
 
 from tests.support import fake_llama

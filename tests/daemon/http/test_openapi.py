@@ -16,11 +16,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 from hal0_bridge import errors
+from hal0_bridge.images import request as image_request
 from hal0_bridge.app import create_app
 from hal0_bridge.config import Config
 from hal0_bridge.errors import ApiError, ErrorCode
 from hal0_bridge.http.server import BRIDGE_KEY, requires_token
-from hal0_bridge.images import request as image_request
 from hal0_bridge.images.catalogue import Catalogue
 
 from tests.support.comfyui_standin import ComfyStandIn

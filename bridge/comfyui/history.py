@@ -1,0 +1,42 @@
+"""A prompt's outcome from ComfyUI's own record: ``GET /history/<id>``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .client import RunResult, images_from_outputs, pick_images
+from .errors import ComfyExecutionFailed, ComfyInterrupted, ComfyUIError
+
+
+def result_from_history(prompt_id: str, entry: dict[str, Any] | None) -> RunResult | ComfyUIError | None:
+    """Outcome from a ``GET /history/<id>`` entry; None while ComfyUI has no final word yet."""
+    if not isinstance(entry, dict):
+        return None
+    status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
+    messages = [
+        (m[0], m[1])
+        for m in status.get("messages") or []
+        if isinstance(m, (list, tuple)) and len(m) == 2 and isinstance(m[1], dict)
+    ]
+    by_type = {kind: data for kind, data in messages}
+    status_str = status.get("status_str")
+    if "execution_interrupted" in by_type:
+        return ComfyInterrupted(prompt_id, by_type["execution_interrupted"])
+    if "execution_error" in by_type:
+        return ComfyExecutionFailed(prompt_id, by_type["execution_error"])
+    if status_str == "error":
+        return ComfyExecutionFailed(prompt_id, {"exception_message": "ComfyUI reports the prompt failed"})
+    if status_str != "success" and not status.get("completed") and not (not status and entry.get("outputs")):
+        return None
+    outputs = entry.get("outputs") if isinstance(entry.get("outputs"), dict) else {}
+    cached = set(by_type.get("execution_cached", {}).get("nodes") or [])
+    timings: dict[str, float] = {}
+    start, end = by_type.get("execution_start", {}), by_type.get("execution_success", {})
+    if isinstance(start.get("timestamp"), (int, float)) and isinstance(end.get("timestamp"), (int, float)):
+        timings["exec_s"] = round((end["timestamp"] - start["timestamp"]) / 1000, 3)
+    return RunResult(
+        prompt_id,
+        pick_images(images_from_outputs(outputs)),
+        cached=bool(outputs) and set(outputs) <= {str(n) for n in cached},
+        timings=timings,
+    )

@@ -1,0 +1,61 @@
+"""What every slot backend shares: its state reading, its one error type, and bounded polling.
+
+Every wait on a slot (readiness, drain, stop) is bounded by the slot's configured timeouts; polling
+starts fast and backs off a little, so it adds well under 100 ms to any wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+# Poll cadence for readiness, drain and stop waits: first look soon, then at most every POLL_MAX.
+POLL_FIRST = 0.01
+POLL_MAX = 0.05
+POLL_FACTOR = 1.5
+
+Phase = Literal["running", "starting", "stopping", "stopped", "failed"]
+
+
+class SlotError(Exception):
+    """A slot did not do what was asked in time (will not start, stop or get ready)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendState:
+    """What the backend itself says: process alive / unit state; ``detail`` explains failures."""
+
+    phase: Phase
+    detail: str = ""
+    ever_ran: bool = True
+
+
+def _backoff() -> Iterator[float]:
+    """Poll delays: fast first, then capped at POLL_MAX."""
+    delay = POLL_FIRST
+    while True:
+        yield delay
+        delay = min(delay * POLL_FACTOR, POLL_MAX)
+
+
+async def poll_until(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:
+    """Await ``check()`` until it returns true or ``timeout`` passes; True when it succeeded."""
+    deadline = time.monotonic() + timeout
+    for delay in _backoff():
+        if await check():
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(delay, left))
+    raise AssertionError("unreachable")
+
+
+class SlotBackend(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self, timeout: float) -> None: ...
+    async def state(self) -> BackendState: ...
+    async def close(self) -> None: ...
