@@ -62,6 +62,10 @@ SERVER_SCHEMA = vol.Schema(
         vol.Optional("state_dir", default=""): str,
         vol.Optional("max_body_bytes", default=256 * 1024): vol.All(int, vol.Range(min=1024)),
         vol.Optional("sse_ping_interval", default=15.0): _positive_float,
+        # browser origins (scheme://host[:port]) allowed besides the bridge's own; see docs/security.md
+        vol.Optional("allowed_origins", default=list): [str],
+        # advertise the API over mDNS; None = on for non-loopback binds
+        vol.Optional("zeroconf", default=None): vol.Any(None, bool),
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -95,6 +99,8 @@ IMAGE_SCHEMA = vol.Schema(
         vol.Optional("cache_max_images", default=200): vol.All(int, vol.Range(min=1)),
         vol.Optional("cache_max_bytes", default=512 * 1024 * 1024): vol.All(int, vol.Range(min=1024)),
         vol.Optional("template_dir", default=""): str,
+        # largest image (or mask) accepted by /v1/images/edits
+        vol.Optional("max_upload_bytes", default=20 * 1024 * 1024): vol.All(int, vol.Range(min=1024)),
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -128,6 +134,8 @@ MQTT_SCHEMA = vol.Schema(
         # how long stop() waits for the broker to acknowledge "offline"
         vol.Optional("stop_timeout", default=3.0): _positive_float,
         vol.Optional("max_queued_messages", default=1000): vol.All(int, vol.Range(min=1)),
+        # "read_only": no command or request topics are subscribed (MQTT is then status only)
+        vol.Optional("commands", default="all"): vol.In(["all", "read_only"]),
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -135,7 +143,7 @@ MQTT_SCHEMA = vol.Schema(
 SLOT_SCHEMA = vol.Schema(
     {
         vol.Required("group"): vol.In(["llm", "img"]),
-        vol.Optional("backend", default="systemd"): vol.In(["systemd", "process"]),
+        vol.Optional("backend", default="systemd"): vol.In(["systemd", "process", "container"]),
         vol.Optional("unit", default=""): str,
         vol.Optional("systemd_user", default=False): bool,
         vol.Optional("command", default=list): [_Str],
@@ -154,6 +162,18 @@ SLOT_SCHEMA = vol.Schema(
         # one readiness / in-flight / state probe; how often slot state is refreshed for status
         vol.Optional("probe_timeout", default=1.0): _positive_float,
         vol.Optional("poll_interval", default=2.0): _positive_float,
+        # llm slots: the model names this slot serves (default: what its /v1/models says)
+        vol.Optional("models", default=list): [str],
+        # HTTP headers sent with every request to the slot (e.g. Authorization for --api-key)
+        vol.Optional("headers", default=dict): {str: _Str},
+        # backend "container": podman/docker container of this slot
+        vol.Optional("runtime", default="podman"): vol.In(["podman", "docker"]),
+        vol.Optional("image", default=""): str,
+        vol.Optional("name", default=""): str,
+        vol.Optional("args", default=list): [_Str],
+        vol.Optional("create", default=True): bool,
+        # backend "systemd" running a container: read the container's own state
+        vol.Optional("container_name", default=""): str,
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -177,12 +197,36 @@ MODEL_SCHEMA = vol.Schema(
 
 _NAME = vol.Match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
+LLM_SCHEMA = vol.Schema(
+    {
+        # in generation mode, unpinned, an LLM request switches the GPU to inference
+        vol.Optional("auto_switch", default=True): bool,
+        # how long an LLM request waits for the GPU (a switch, a starting slot) before it gives up
+        vol.Optional("wait_timeout", default=300.0): _positive_float,
+        # LLM requests that may wait for the GPU at once; beyond it 429 llm.queue_full
+        vol.Optional("queue_max", default=64): vol.All(int, vol.Range(min=1)),
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
+ARBITER_SCHEMA = vol.Schema(
+    {
+        # a mode is held at least this long before demand may switch it away (no thrash)
+        vol.Optional("min_mode_seconds", default=30.0): vol.All(vol.Any(int, float), vol.Range(min=0)),
+        # how long a switch to inference waits for ComfyUI to really let go of the GPU
+        vol.Optional("release_timeout", default=60.0): _positive_float,
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
 CONFIG_SCHEMA = vol.Schema(
     {
         vol.Optional("server", default=dict): SERVER_SCHEMA,
         vol.Optional("comfyui", default=dict): COMFYUI_SCHEMA,
         vol.Optional("image", default=dict): IMAGE_SCHEMA,
         vol.Optional("mqtt", default=dict): MQTT_SCHEMA,
+        vol.Optional("llm", default=dict): LLM_SCHEMA,
+        vol.Optional("arbiter", default=dict): ARBITER_SCHEMA,
         vol.Optional("slots", default=dict): {_NAME: SLOT_SCHEMA},
         vol.Optional("models", default=dict): {_NAME: MODEL_SCHEMA},
     },
@@ -199,6 +243,8 @@ class ServerConfig:
     state_dir: Path
     max_body_bytes: int
     sse_ping_interval: float
+    allowed_origins: tuple[str, ...] = ()
+    zeroconf: bool | None = None
 
     @property
     def is_loopback(self) -> bool:
@@ -233,6 +279,7 @@ class ImageConfig:
     cache_max_images: int
     cache_max_bytes: int
     template_dir: Path | None
+    max_upload_bytes: int = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +306,7 @@ class MqttConfig:
     state_min_interval: float = 0.2
     stop_timeout: float = 3.0
     max_queued_messages: int = 1000
+    commands: str = "all"
 
     @property
     def enabled(self) -> bool:
@@ -284,6 +332,28 @@ class SlotConfig:
     autostart: bool = False
     probe_timeout: float = 1.0
     poll_interval: float = 2.0
+    models: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+    runtime: str = "podman"
+    image: str = ""
+    args: tuple[str, ...] = ()
+    create: bool = True
+    # the container: key ``name`` (backend "container", default hal0-slot-NAME) or ``container_name``
+    # (backend "systemd" running a container; empty = the unit's state only)
+    container_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LlmConfig:
+    auto_switch: bool = True
+    wait_timeout: float = 300.0
+    queue_max: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ArbiterConfig:
+    min_mode_seconds: float = 30.0
+    release_timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +379,8 @@ class Config:
     image: ImageConfig
     mqtt: MqttConfig
     slots: dict[str, SlotConfig] = field(default_factory=dict)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     models: dict[str, ModelConfig] = field(default_factory=dict)
 
     @property
@@ -372,7 +444,9 @@ def build(raw: dict[str, Any]) -> Config:
 
     srv = data["server"]
     state_dir = Path(srv["state_dir"]).expanduser() if srv["state_dir"] else _default_state_dir()
-    server = ServerConfig(**{**_fields(ServerConfig, srv), "state_dir": state_dir})
+    server = ServerConfig(
+        **{**_fields(ServerConfig, srv), "state_dir": state_dir, "allowed_origins": tuple(srv["allowed_origins"])}
+    )
     img = data["image"]
     image = ImageConfig(
         **{
@@ -390,6 +464,11 @@ def build(raw: dict[str, Any]) -> Config:
                 **_fields(SlotConfig, s),
                 "name": name,
                 "command": tuple(s["command"]),
+                "models": tuple(s["models"]),
+                "args": tuple(s["args"]),
+                "container_name": s["container_name"]
+                or s["name"]
+                or (f"hal0-slot-{name}" if s["backend"] == "container" else ""),
                 "unit": s["unit"] or f"hal0-slot@{name}.service",
             }
         )
@@ -413,6 +492,10 @@ def build(raw: dict[str, Any]) -> Config:
         mqtt=mqtt,
         slots=slots,
         models=models,
+        llm=LlmConfig(**_fields(LlmConfig, data["llm"])),
+        arbiter=ArbiterConfig(
+            **{**_fields(ArbiterConfig, data["arbiter"]), "min_mode_seconds": float(data["arbiter"]["min_mode_seconds"])}
+        ),
     )
 
 
