@@ -17,7 +17,16 @@ import pytest
 from PIL import Image as PILImage
 
 from tests.support.comfyui_standin import SOURCE_NODES, ComfyStandIn
-from tests.support.standin_client import CLIENT, capture, connect, get_json, history_entry, run, summary, upload_form
+from tests.support.standin_client import (
+    CLIENT,
+    capture,
+    connect,
+    get_json,
+    history_entry,
+    run,
+    summary,
+    upload_form,
+)
 
 SD15 = "v1-5-pruned-emaonly.safetensors"
 
@@ -157,7 +166,7 @@ def kept_and_repainted(output: PILImage.Image, source: PILImage.Image) -> tuple[
         points = [(x, y) for x in xs for y in range(height)]
         return sum(src.getpixel(p) == out.getpixel(p) for p in points) / len(points)
 
-    return same(range(width // 2 + 8, width)), same(range(0, width // 2 - 8))
+    return same(range(width // 2 + 8, width)), same(range(width // 2 - 8))
 
 
 @pytest.mark.parametrize("latent_nodes", [INPAINT, NOISE_MASK], ids=["VAEEncodeForInpaint", "SetLatentNoiseMask"])
@@ -213,7 +222,7 @@ async def test_load_image_mask_colour_channels_are_not_inverted(comfy, session):
 
 async def test_non_image_upload_fails_in_load_image_as_recorded(comfy, session):
     recorded = capture("history_error_loadimage.json")
-    (prompt_id_recorded, entry_recorded), = recorded.items()
+    ((_, entry_recorded),) = recorded.items()
     await put(session, comfy, b"this is not an image", "corrupt.png")
     ws = await connect(session, comfy)
     body = {"prompt": entry_recorded["prompt"][2], "client_id": CLIENT}

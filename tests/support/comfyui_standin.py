@@ -2,26 +2,37 @@
 
 Every behaviour here is taken from the recordings in ``tests/captures/`` (see its README);
 where a recording does not show a detail, the stand-in follows ComfyUI's own source at the
-recorded commit (``server.py``, ``execution.py``, ``comfy_execution/graph.py``) and says so.
+recorded commit (``server.py``, ``main.py``, ``execution.py``, ``nodes.py``,
+``comfy_execution/graph.py``) and says so; ``tests/support/STANDIN-NOTES.md`` lists those facts.
 It is a test fixture, meant to be read: one small function per behaviour, each naming the
-capture it reproduces.
+capture it reproduces. Pillow work lives in ``tests.support.standin_media``.
 
 What it does:
 * the HTTP routes the bridge uses, also under ``/api/...``;
-* validation of submitted graphs against ``object_info_*_subset.json`` with the recorded
-  400 shapes (``prompt_error_*.json``);
+* validation of submitted graphs against ``object_info_*_subset.json`` (+ three classes written
+  from nodes.py: ``SOURCE_NODES``) with the recorded 400 shapes (``prompt_error_*.json``);
 * a real queue with one worker, a node cache (identical prompts come back "cached"),
   per-step progress, interrupt, delete/clear, history;
-* real PNG files (``tests.support.png``) of the requested size and batch, served by ``/view``;
+* real PNG files (``tests.support.png``) of the requested size and batch, served by ``/view``,
+  with its ``preview=`` and ``channel=`` conversions;
+* ``/upload/image`` and ``/upload/mask`` into the input folder; LoadImage/LoadImageMask decode
+  those files (size, frames, MASK = 1 - alpha), the output image follows the latent, and a masked
+  render keeps the source outside the mask (img2img and inpainting graphs);
+* latent previews (``preview_method``: one JPEG frame per sampler step, event 1 or 4);
 * the websocket protocol with its "who receives what" rules (``ws_*.jsonl``);
-* fault injection and counters, in-process (``ComfyStandIn``) and over HTTP (``/_standin/...``).
+* ``GET /`` (index page) and the frontend's static files, with ComfyUI's cache and origin middlewares;
+* fault injection and counters, in-process (``ComfyStandIn``) and over HTTP (``/_standin/...``):
+  uninterruptible loads/decodes, /free applied only between prompts, a fake amdgpu sysfs, lost
+  or cut-off websocket messages, a hung node, slow HTTP.
 
 Run it as a process: ``python -m tests.support.comfyui_standin --port 8188`` prints
 ``READY <url>`` once listening and exits cleanly on SIGTERM.
 
-Not reproduced: uploads (``/upload/*``), ``/view``'s ``preview=``/``channel=`` conversions (the
-file is served as stored), latent previews (``--preview-method``), node classes outside the two
-object_info subsets (they are rejected as unknown, so templates must stay within them).
+Not reproduced: node classes outside the object_info subsets and ``SOURCE_NODES`` (they are
+rejected as unknown, so templates must stay within them); real pixels from sampling (images are
+seeded noise; only a masked render's kept area is real); TAESD previews (no decoders: every
+preview method gives latent2rgb frames, as ComfyUI does without them); ``/view``'s asset-hash names;
+``--max-upload-size`` other than the default 100 MB; ComfyUI's own mimetypes for ``.js``.
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ from typing import Any, Callable, ClassVar
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from tests.support import standin_media as media
 
@@ -106,9 +118,9 @@ class StandInSettings:
 
     step_seconds: float = 0.0  # time per sampler step
     render_seconds: float = 0.0  # extra time once per sampler node
-    node_seconds: float = 0.0  # time per executed non-sampler node
     # Uninterruptible work: ComfyUI checks for an interrupt only between nodes and at sampler steps
     # (comfy.model_management.throw_exception_if_processing_interrupted via the progress hook).
+    node_seconds: float = 0.0  # time per executed non-sampler node
     load_seconds: float = 0.0  # model load before sampling when models are not loaded
     decode_seconds: float = 0.0  # VAEDecode
     unload_seconds: float = 0.0  # the worker applying unload_models; VRAM use falls in steps meanwhile
@@ -1054,6 +1066,10 @@ class Executor:
         """Uninterruptible work (a model load, a VAE decode): an interrupt waits for the next check."""
         await self.standin._pause(seconds)
 
+    async def node_work(self) -> None:
+        """A non-sampler node's own time (``node_seconds``): node code does not check for interrupts."""
+        await self.busy(self.standin.settings.node_seconds)
+
     async def hang(self, class_type: str) -> None:
         """``hang_class_type``: the node never returns (a GPU hang) until the setting changes."""
         while self.standin.settings.hang_class_type == class_type and not self.standin.stopping:
@@ -1246,29 +1262,29 @@ def _meta(node_id: str) -> dict:
 
 
 async def _run_passthrough(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     return (), None
 
 
 async def _run_checkpoint_loader(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     ckpt = inputs.get("ckpt_name")
     return (Opaque("MODEL", ckpt), Opaque("CLIP", ckpt), Opaque("VAE", {"channels": 4})), None
 
 
 async def _run_text_encode(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     return (Opaque("CONDITIONING"),), None
 
 
 async def _run_lora_loader(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     return (inputs.get("model"), inputs.get("clip")), None
 
 
 def _empty_latent(channels: int) -> Callable:
     async def run(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-        await ex.sleep(ex.standin.settings.node_seconds)
+        await ex.node_work()
         return (Latent(inputs["width"], inputs["height"], inputs["batch_size"], channels),), None
 
     return run
@@ -1309,14 +1325,14 @@ async def _run_sampler_custom(ex: Executor, node_id: str, inputs: dict) -> tuple
 
 
 async def _run_turbo_scheduler(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     return (Opaque("SIGMAS", int(inputs["steps"])),), None
 
 
 async def _run_vae_decode(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """The image is the latent's size. A 16-channel latent into a 4-channel VAE fails as in
     ws_messages_error.jsonl; the decode itself (``decode_seconds``) cannot be interrupted."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     latent: Latent = inputs["samples"]
     vae_channels = 4
     if latent.channels != vae_channels:
@@ -1337,7 +1353,7 @@ async def _run_vae_decode(ex: Executor, node_id: str, inputs: dict) -> tuple[tup
 
 async def _run_vae_encode(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """comfy.sd.VAE.encode: the pixels are cropped (centred) to multiples of 8 first."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     image: Image = inputs["pixels"]
     source = await asyncio.to_thread(media.crop_to_latent, image.source) if image.source is not None else None
     return (Latent(image.width // 8 * 8, image.height // 8 * 8, image.batch, 4, image.seed, source=source),), None
@@ -1346,7 +1362,7 @@ async def _run_vae_encode(ex: Executor, node_id: str, inputs: dict) -> tuple[tup
 async def _run_vae_encode_for_inpaint(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """nodes.VAEEncodeForInpaint: cropped like VAEEncode, plus a ``noise_mask`` (the mask at the image's
     size, rounded, grown by ``grow_mask_by``)."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     image: Image = inputs["pixels"]
     mask: Mask = inputs["mask"]
     grow = int(inputs["grow_mask_by"])
@@ -1362,7 +1378,7 @@ async def _run_vae_encode_for_inpaint(ex: Executor, node_id: str, inputs: dict) 
 
 async def _run_set_latent_noise_mask(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """nodes.SetLatentNoiseMask: the latent with the mask as its ``noise_mask``, nothing else changed."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     latent: Latent = inputs["samples"]
     mask: Mask = inputs["mask"]
     return (dataclasses.replace(latent, noise_mask=mask.pixels if mask.pixels is not None else media.empty_mask()),), None
@@ -1393,28 +1409,28 @@ async def _resized_latent(latent: Latent, width: int, height: int) -> Latent:
 
 
 async def _run_image_scale(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     image: Image = inputs["image"]
     w, h = _scaled(image.width, image.height, int(inputs["width"]), int(inputs["height"]))
     return (await _resized_image(image, w, h),), None
 
 
 async def _run_image_scale_by(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     image: Image = inputs["image"]
     scale = float(inputs["scale_by"])
     return (await _resized_image(image, round(image.width * scale), round(image.height * scale)),), None
 
 
 async def _run_latent_upscale(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     latent: Latent = inputs["samples"]
     w, h = _scaled(latent.width, latent.height, int(inputs["width"]), int(inputs["height"]))
     return (await _resized_latent(latent, _round8(w), _round8(h)),), None
 
 
 async def _run_latent_upscale_by(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     latent: Latent = inputs["samples"]
     scale = float(inputs["scale_by"])
     return (await _resized_latent(latent, _round8(latent.width * scale), _round8(latent.height * scale)),), None
@@ -1430,7 +1446,7 @@ def _load_image_file(path: Path) -> tuple[media.Decoded, int]:
 async def _run_load_image(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """nodes.LoadImage: the file's size and frames, MASK = 1 - alpha (64x64 zeros without alpha).
     A file that is not an image fails with PIL.UnidentifiedImageError (ws_messages_error_loadimage.jsonl)."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     decoded, seed = await asyncio.to_thread(_load_image_file, ex.standin.annotated_input_path(str(inputs["image"])))
     width, height = decoded.rgb.size
     image = Image(width, height, decoded.frames, seed, source=decoded.rgb)
@@ -1441,7 +1457,7 @@ async def _run_load_image(ex: Executor, node_id: str, inputs: dict) -> tuple[tup
 
 async def _run_load_image_mask(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """nodes.LoadImageMask: one channel of the file as a MASK (alpha inverted: transparent = repaint)."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     path = ex.standin.annotated_input_path(str(inputs["image"]))
     pixels = await asyncio.to_thread(media.load_image_mask, path, str(inputs["channel"]))
     return (Mask(pixels.width, pixels.height, 1, pixels),), None
@@ -1449,7 +1465,7 @@ async def _run_load_image_mask(ex: Executor, node_id: str, inputs: dict) -> tupl
 
 async def _run_save_image(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """SaveImage: ``<prefix>_00001_.png`` counting up per file, type output (history_done.json)."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     prefix = str(inputs.get("filename_prefix", "ComfyUI"))
     images = await ex.standin.save_images(inputs["images"], prefix, "output", ex.png_text())
     return (), {"images": images}
@@ -1457,7 +1473,7 @@ async def _run_save_image(ex: Executor, node_id: str, inputs: dict) -> tuple[tup
 
 async def _run_preview_image(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """PreviewImage: ``ComfyUI_temp_<5 letters>_00001_.png``, type temp (history_img2img.json)."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     suffix = "".join(random.choice(string.ascii_lowercase) for _ in range(5))
     images = await ex.standin.save_images(inputs["images"], f"ComfyUI_temp_{suffix}", "temp", ex.png_text())
     return (), {"images": images}
@@ -1466,7 +1482,7 @@ async def _run_preview_image(ex: Executor, node_id: str, inputs: dict) -> tuple[
 async def _run_save_image_websocket(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """SaveImageWebsocket: one progress + binary PNG frame per image, no ``executed``, empty history outputs
     (ws_messages_save_image_websocket*.jsonl)."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     image: Image = inputs["images"]
     for index in range(image.batch):
         png = await asyncio.to_thread(media.render_png, image.width, image.height, image.seed + index, image.source, image.repaint, {})
@@ -1547,7 +1563,7 @@ class _Upload:
         if not image:
             return None
         if not isinstance(image, web.FileField):
-            raise AttributeError("'str' object has no attribute 'file'")
+            raise AttributeError("'str' object has no attribute 'file'")  # noqa: TRY004 - ComfyUI's own error
         if not image.filename:
             return None
         overwrite = post.get("overwrite")
@@ -1593,9 +1609,9 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".ti
 
 
 @web.middleware
-async def _cache_control(request: web.Request, handler: Callable) -> web.StreamResponse:
+async def _cache_control(request: web.Request, handler: Handler) -> web.StreamResponse:
     """cache_middleware.cache_control: ``no-cache`` for scripts and styles, a day for images (an hour for a 404)."""
-    response: web.StreamResponse = await handler(request)
+    response = await handler(request)
     path = request.path
     if path.endswith(_NO_CACHE_SUFFIXES):
         response.headers.setdefault("Cache-Control", "no-cache")
@@ -1620,7 +1636,7 @@ def _is_loopback(host: str | None) -> bool:
 
 
 @web.middleware
-async def _origin_only(request: web.Request, handler: Callable) -> web.StreamResponse:
+async def _origin_only(request: web.Request, handler: Handler) -> web.StreamResponse:
     """server.create_origin_only_middleware: on a loopback Host, a request whose Origin names another
     host:port is refused with an empty 403 (a browser page elsewhere may not drive ComfyUI); OPTIONS is 200."""
     if "Host" in request.headers and "Origin" in request.headers:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
@@ -21,6 +22,8 @@ CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 RECEIVE_TIMEOUT = 10.0  # safety net only: no test asserts on timing
 CLIENT = "ca0b3fb88f42417d97e3cf2770d72575"
 
+Message = dict[str, Any]  # one websocket message, or a decoded binary frame
+
 
 def capture(name: str) -> Any:
     text = (CAPTURES / name).read_text()
@@ -29,9 +32,9 @@ def capture(name: str) -> Any:
     return json.loads(text)
 
 
-def example_body(client_id: str | None = CLIENT, **inputs: Any) -> dict:
+def example_body(client_id: str | None = CLIENT, **inputs: Any) -> dict[str, Any]:
     """prompt_request_example.json with literal inputs overridden wherever a node has them."""
-    body = copy.deepcopy(capture("prompt_request_example.json"))
+    body: dict[str, Any] = copy.deepcopy(capture("prompt_request_example.json"))
     for name, value in inputs.items():
         for node in body["prompt"].values():
             if name in node["inputs"] and not isinstance(node["inputs"][name], list):
@@ -43,7 +46,7 @@ def example_body(client_id: str | None = CLIENT, **inputs: Any) -> dict:
     return body
 
 
-def decode_frame(raw: bytes) -> dict:
+def decode_frame(raw: bytes) -> Message:
     """A binary ws frame described like the captures do (event_type, image_type or metadata, image)."""
     (event,) = struct.unpack(">I", raw[:4])
     frame: dict[str, Any] = {"binary": True, "event_type": event, "bytes": len(raw)}
@@ -59,9 +62,9 @@ def decode_frame(raw: bytes) -> dict:
     return frame
 
 
-def summary(messages: list[dict]) -> list[tuple]:
+def summary(messages: list[Message]) -> list[tuple[Any, ...]]:
     """What a message sequence says, without ids, timestamps, file names and image bytes."""
-    out: list[tuple] = []
+    out: list[tuple[Any, ...]] = []
     for message in messages:
         if message.get("binary"):
             out.append(("binary", message["event_type"], message.get("image_type") or message["metadata"]["image_type"]))
@@ -86,23 +89,24 @@ def summary(messages: list[dict]) -> list[tuple]:
     return out
 
 
-def kinds(messages: list[dict]) -> list[str]:
+def kinds(messages: list[Message]) -> list[str]:
     return ["binary" if m.get("binary") else m["type"] for m in messages]
 
 
-async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = RECEIVE_TIMEOUT) -> dict | None:
+async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = RECEIVE_TIMEOUT) -> Message | None:
     """The next message as a dict (binary frames decoded); None once the socket closed."""
     msg = await ws.receive(timeout=timeout)
     if msg.type == aiohttp.WSMsgType.TEXT:
-        return json.loads(msg.data)
+        message: Message = json.loads(msg.data)
+        return message
     if msg.type == aiohttp.WSMsgType.BINARY:
         return decode_frame(msg.data)
     return None
 
 
-async def read_until(ws: aiohttp.ClientWebSocketResponse, done: Callable[[dict], bool]) -> list[dict]:
+async def read_until(ws: aiohttp.ClientWebSocketResponse, done: Callable[[Message], bool]) -> list[Message]:
     """Messages up to and including the first one for which ``done(message)`` is true."""
-    messages = []
+    messages: list[Message] = []
     while True:
         message = await receive(ws)
         assert message is not None, f"socket closed after {summary(messages)}"
@@ -111,15 +115,15 @@ async def read_until(ws: aiohttp.ClientWebSocketResponse, done: Callable[[dict],
             return messages
 
 
-async def read_to_close(ws: aiohttp.ClientWebSocketResponse) -> list[dict]:
+async def read_to_close(ws: aiohttp.ClientWebSocketResponse) -> list[Message]:
     """Every message until the server closes the socket."""
-    messages = []
+    messages: list[Message] = []
     while (message := await receive(ws)) is not None:
         messages.append(message)
     return messages
 
 
-def is_end(message: dict) -> bool:
+def is_end(message: Message) -> bool:
     """``executing {node: null}``: always the last message of a prompt (README)."""
     return message.get("type") == "executing" and message["data"]["node"] is None
 
@@ -136,13 +140,13 @@ async def connect(session: aiohttp.ClientSession, comfy: ComfyStandIn, client_id
     return ws
 
 
-async def submit(session: aiohttp.ClientSession, comfy: ComfyStandIn, body: dict) -> str:
+async def submit(session: aiohttp.ClientSession, comfy: ComfyStandIn, body: dict[str, Any]) -> str:
     async with session.post(f"{comfy.url}/prompt", json=body) as resp:
         assert resp.status == 200, await resp.text()
         return str((await resp.json())["prompt_id"])
 
 
-async def run(session: aiohttp.ClientSession, comfy: ComfyStandIn, ws: aiohttp.ClientWebSocketResponse, body: dict) -> tuple[str, list[dict]]:
+async def run(session: aiohttp.ClientSession, comfy: ComfyStandIn, ws: aiohttp.ClientWebSocketResponse, body: dict[str, Any]) -> tuple[str, list[Message]]:
     """Submit and read the prompt's messages up to ``executing {node: null}``."""
     prompt_id = await submit(session, comfy, body)
     return prompt_id, await read_until(ws, is_end)
@@ -154,7 +158,7 @@ async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
         return await resp.json()
 
 
-async def history_entry(session: aiohttp.ClientSession, comfy: ComfyStandIn, prompt_id: str) -> dict:
+async def history_entry(session: aiohttp.ClientSession, comfy: ComfyStandIn, prompt_id: str) -> dict[str, Any]:
     entry = (await get_json(session, f"{comfy.url}/history/{prompt_id}")).get(prompt_id)
     assert entry is not None, f"no history for {prompt_id}"
     return dict(entry)
