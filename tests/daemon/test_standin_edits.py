@@ -126,6 +126,21 @@ async def test_load_image_straight_to_save_keeps_the_pixels(comfy, session):
     assert list(image.getdata()) == list(source.getdata())
 
 
+async def test_an_upload_in_a_subfolder_is_loaded_by_its_path(comfy, session):
+    async with session.post(f"{comfy.url}/upload/image", data=upload_form(png(PILImage.new("RGB", (48, 40))), "in.png", subfolder="hal0")) as resp:
+        assert resp.status == 200
+    (image,) = await render(session, comfy, graph("hal0/in.png", IMG2IMG, "11"))
+    assert image.size == (48, 40)
+
+
+async def test_a_temp_upload_is_loaded_by_its_annotated_name(comfy, session):
+    # folder_paths.annotated_filepath: "name [temp]" reads from the temp folder (wiped at ComfyUI start)
+    async with session.post(f"{comfy.url}/upload/image", data=upload_form(png(PILImage.new("RGB", (24, 16))), "t.png", type="temp")) as resp:
+        assert (await resp.json())["type"] == "temp"
+    (image,) = await render(session, comfy, graph("t.png [temp]", IMG2IMG, "11"))
+    assert image.size == (24, 16)
+
+
 async def test_an_exif_rotated_jpeg_loads_upright(comfy, session):
     exif = PILImage.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90 degrees

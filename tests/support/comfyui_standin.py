@@ -1542,9 +1542,9 @@ def _save_pngs(folder: Path, subfolder: str, filename: str, image: Image, type_:
 
 @dataclass
 class _Upload:
-    """One checked ``POST /upload/*``: where it goes and its bytes (server.image_upload)."""
+    """One checked ``POST /upload/*``: where it goes and its file (server.image_upload)."""
 
-    data: bytes
+    file: Any  # the multipart part's file object (aiohttp may spool it to disk)
     filename: str
     subfolder: str
     type_: str
@@ -1568,7 +1568,7 @@ class _Upload:
             return None
         overwrite = post.get("overwrite")
         return _Upload(
-            data=image.file.read(),
+            file=image.file,
             filename=image.filename,
             subfolder=str(post.get("subfolder", "")),
             type_=type_,
@@ -1584,12 +1584,13 @@ class _Upload:
         if os.path.commonpath((self.upload_dir, filepath)) != self.upload_dir:
             return None
         os.makedirs(folder, exist_ok=True)
+        data: bytes = self.file.read()
         filename, duplicate = self.filename, False
         if not self.overwrite:
             stem, ext = os.path.splitext(self.filename)
             counter = 1
             while os.path.exists(filepath):
-                if Path(filepath).read_bytes() == self.data:  # compare_image_hash (sha256 in ComfyUI)
+                if Path(filepath).read_bytes() == data:  # compare_image_hash (sha256 in ComfyUI)
                     duplicate = True
                     break
                 filename = f"{stem} ({counter}){ext}"
@@ -1597,9 +1598,9 @@ class _Upload:
                 counter += 1
         if not duplicate:
             if save is not None:
-                save(self.data, filepath)
+                save(data, filepath)
             else:
-                Path(filepath).write_bytes(self.data)
+                Path(filepath).write_bytes(data)
         return {"name": filename, "subfolder": self.subfolder, "type": self.type_}
 
 
