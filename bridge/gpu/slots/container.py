@@ -222,6 +222,9 @@ class ContainerBackend:
 
     async def stop(self, timeout: float) -> None:
         """``stop -t`` (whole seconds); the runtime SIGKILLs after that, so the CLI gets twice as long."""
+        info, _ = await self._cli.inspect(self.name, timeout=self._cfg.probe_timeout)
+        if info is None or not info.running:  # already down: keep how it ended (a crash stays a crash)
+            return
         seconds = max(1, math.ceil(timeout))
         self._stopping = True
         res = await self._cli.run("stop", "-t", str(seconds), self.name, timeout=2 * seconds + self._cfg.probe_timeout)
