@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.gpu.test_arbiter import REPO, RigFactory, rig_factory  # noqa: F401
+from tests.daemon.gpu import test_arbiter
+from tests.daemon.gpu.test_arbiter import REPO, RigFactory
 from tests.support import fake_container
+
+rig_factory = test_arbiter.rig_factory  # the shared rig fixture
 
 IMAGE = "localhost/comfyui-standin:latest"
 NAME = "hal0-slot-comfy"  # the default container name of slot "comfy"
@@ -107,7 +110,7 @@ async def test_missing_image_rolls_back_with_the_runtimes_message(rig_factory: R
     assert_rolled_back(rig, end)
 
 
-async def test_container_that_exits_right_after_start_rolls_back_and_is_stopped_again(
+async def test_container_that_exits_right_after_start_rolls_back_with_its_code_and_output(
     rig_factory: RigFactory, image: Path
 ) -> None:
     crash = [sys.executable, "-c", "import sys; print('torch: no ROCm device found', file=sys.stderr); sys.exit(3)"]
