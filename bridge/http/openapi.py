@@ -365,6 +365,13 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
                 **_errors(),
             },
         }},
+        "/metrics": {"get": {
+            "operationId": "metrics", "summary": "Prometheus text format (docs/metrics.md); no token, like status",
+            "responses": {
+                "200": {"description": "metrics", "content": {"text/plain": {"schema": STRING}}},
+                **_errors(),
+            },
+        }},
         OPENAPI_PATH: {"get": {
             "operationId": "openapi", "summary": "This document",
             "responses": {"200": _ok("OpenAPI 3.1", {"type": "object"}), **_errors()},
