@@ -24,7 +24,7 @@ from .gpu.gate import DirectGate, GpuGate
 from .gpu.memory import sysfs_gtt
 from .gpu.slots.manager import SlotManager
 from .http import cache as cache_routes
-from .http import control, events, openai, openapi
+from .http import control, events, openai, openapi, page
 from .http import metrics as metrics_routes
 from .http.server import BRIDGE_KEY, make_app
 from .images.cache import ImageCache
@@ -129,6 +129,7 @@ def create_app(config: Config) -> web.Application:
     cache_routes.setup(app, bridge.cache)
     events.setup(app, bridge.hub, config.server.sse_ping_interval)
     metrics_routes.setup(app, bridge.metrics)
+    page.setup(app)
     openapi.setup(app)
     app.cleanup_ctx.append(lifecycle)
     return app
