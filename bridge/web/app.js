@@ -60,7 +60,7 @@ async function api(method, path, body) {
 }
 
 // EventSource cannot send headers: with a token, the stream URL carries it as ?token= (what the
-// bridge's trust model accepts for /api/events; see docs/security.md).
+// bridge must accept for /api/events once a token guards it: issue 11).
 function eventsUrl() {
   return "/api/events" + (token() ? "?token=" + encodeURIComponent(token()) : "");
 }
