@@ -14,7 +14,14 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, get_args
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -22,6 +29,9 @@ from . import __version__
 from .status import Engine, Message, Mode, Status, StatusHub
 
 _LOGGER = logging.getLogger(__name__)
+# no *_created series: a gauge per counter with its creation time doubles the output for nothing
+# (the library's switch is process-wide; the bridge is the only registry user in its process)
+disable_created_metrics()
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MODES: tuple[str, ...] = get_args(Mode)
 ENGINES: tuple[str, ...] = get_args(Engine)

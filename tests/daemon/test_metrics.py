@@ -4,11 +4,14 @@ ComfyUI stand-in and (for switches) real slot processes."""
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from hal0_bridge.app import create_app
 from hal0_bridge.metrics import Metrics
+from hal0_bridge.status import Memory
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -188,3 +191,21 @@ async def test_idle_restore_is_counted(rig_factory: RigFactory) -> None:  # noqa
     assert value(samples, "hal0_idle_restores_total") == 1
     assert value(samples, "hal0_switch_seconds_count", target="inference", trigger="idle") == 1
     assert value(samples, "hal0_idle_restore_timestamp_seconds") is None
+
+
+async def test_docs_list_exactly_the_exported_metrics(rig_factory: RigFactory) -> None:  # noqa: F811
+    """docs/metrics.md's table names every family the bridge exports (once it has seen each kind)."""
+    rig = await rig_factory()
+    metrics = Metrics(rig.hub, mqtt_connected=lambda: False)
+    await rig.switch("generation")
+    rig.hub.emit("image_generated", model="sdxl-turbo", n=1, timings={"render_s": 0.1})
+    rig.hub.emit("render_failed", model="sdxl-turbo", code="image.upstream_failed", message="x")
+    rig.hub.emit("switch_failed", target="inference", trigger="api", phases={}, error="x")
+    rig.hub.update(memory=Memory(gtt_used=1, gtt_total=2, ram_used=3, ram_total=4), idle_restore_at=1e9)  # as probes do
+    families = {f.name for f in text_string_to_metric_families(metrics.render().decode())}
+
+    table = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text().split("## Names")[1]
+    table = table.split("\n## ")[0]
+    documented = set(re.findall(r"`(hal0_[a-z_]+)`", table.split("**Added when")[0]))
+    exported = {f + "_total" if f + "_total" in documented else f for f in families}
+    assert exported == documented
