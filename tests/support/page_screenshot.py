@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.async_api import async_playwright, expect
 
-from tests.support.live_bridge import REPO, LiveBridge, free_port, launch_chromium, process_slots
+from tests.support.live_bridge import REPO, LiveBridge, free_port, launch_chromium, process_slots, save_small_png
 
 OUT = REPO / "docs" / "images" / "page.png"
 WAIT_MS = 60_000
@@ -47,8 +47,7 @@ async def main(out: Path) -> None:
                 await page.wait_for_function("() => [...document.querySelectorAll('#gallery img')]"
                                              ".every(i => i.complete && i.naturalWidth > 0)")  # fmt: skip
                 await page.evaluate("document.getElementById('notice').hidden = true")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                await page.screenshot(path=str(out))
+                save_small_png(await page.screenshot(), out)
                 await browser.close()
         finally:
             await bridge.stop()
