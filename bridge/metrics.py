@@ -31,7 +31,7 @@ from .status import Engine, Message, Mode, Status, StatusHub
 _LOGGER = logging.getLogger(__name__)
 # no *_created series: a gauge per counter with its creation time doubles the output for nothing
 # (the library's switch is process-wide; the bridge is the only registry user in its process)
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MODES: tuple[str, ...] = get_args(Mode)
 ENGINES: tuple[str, ...] = get_args(Engine)
@@ -47,6 +47,11 @@ class _SnapshotCollector(Collector):
     def __init__(self, hub: StatusHub, mqtt_connected: Callable[[], bool | None]) -> None:
         self._hub = hub
         self._mqtt_connected = mqtt_connected
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing up front: the registry would otherwise call collect() at registration, before the
+        bridge has all its parts (MQTT is created in start())."""
+        return iter(())
 
     def collect(self) -> Iterator[Metric]:
         status = self._hub.status

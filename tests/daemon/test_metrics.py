@@ -84,6 +84,13 @@ async def test_unknown_memory_is_left_out_not_reported_as_zero(aiohttp_client: A
         assert value(samples, name) is None, name
 
 
+async def test_mqtt_connection_is_reported_when_mqtt_is_on(aiohttp_client: Any, bridge_config: Any) -> None:
+    config = bridge_config(mqtt={"host": "127.0.0.1", "port": fake_llama.free_port()})  # no broker there
+    api = await aiohttp_client(create_app(config))
+
+    assert value(await scrape(api), "hal0_mqtt_connected") == 0
+
+
 async def test_metrics_need_no_token_like_status(aiohttp_client: Any, bridge_config: Any) -> None:
     api = await aiohttp_client(create_app(bridge_config(server={"token": "metrics-token"})))
 
