@@ -1,8 +1,8 @@
 """Run every benchmark and write ``docs/benchmarks.md``: the one command.
 
-``.venv/bin/python -m bench.run`` runs status, image, events (SSE and MQTT), switch, footprint and
-throughput one after another (a few minutes), notes the machine (nproc, CPU model, Python, load
-average at the start), and writes each figure against the issue's target, with the raw results.
+``.venv/bin/python -m bench.run`` runs status, image, events (SSE and MQTT), switch, footprint,
+throughput and the Image-Gen page one after another (a few minutes), notes the machine (nproc, CPU
+model, Python, load average at the start), and writes each figure against the issue's target, with the raw results.
 Benchmarks run one at a time so they never compete with each other for the cores.
 Options: ``--only status,image`` runs a subset; ``--out PATH`` writes elsewhere; ``--json`` prints the
 raw results too.
@@ -27,7 +27,15 @@ from typing import Any
 
 import aiohttp
 
-from bench import bench_events, bench_footprint, bench_image, bench_status, bench_switch, bench_throughput
+from bench import (
+    bench_events,
+    bench_footprint,
+    bench_image,
+    bench_page,
+    bench_status,
+    bench_switch,
+    bench_throughput,
+)
 from bench.common import ROOT, standin
 
 SWITCH_ROUNDS = 10
@@ -37,6 +45,8 @@ STATUS_TARGET_MS = 10.0
 EVENT_TARGET_MS = 20.0
 SWITCH_TARGET_MS = 150.0
 IDLE_CPU_TARGET_PCT = 1.0  # "~0": under 1 % of one core
+PAGE_WEIGHT_TARGET = 100 * 1024  # issue 14: bytes, uncompressed, without images
+PAGE_DOM_TARGET_MS = 50.0  # issue 14: status change -> DOM, p50
 
 
 # ---------------------------------------------------------------------------------------- machine
@@ -93,6 +103,7 @@ BENCHES: dict[str, Callable[[], Awaitable[Any]]] = {
     "switch": switch,
     "footprint": bench_footprint.run,
     "throughput": bench_throughput.run,
+    "page": bench_page.run,
 }
 
 
@@ -200,6 +211,20 @@ def target_rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             f"peak queue depth {tp['peak_queue_depth']} (expected 50); {tp['wall_s']} s vs {tp['direct_wall_s']} s direct",
             "all complete, none duplicated or lost", tp["passed"] and tp["peak_as_expected"],
         ))  # fmt: skip
+    page = _ok(r.get("page"))
+    if page:
+        w, dom = page["weight"], page["status_to_dom"]
+        rows.append((
+            "Image-Gen page weight (GET / and its /ui/ files, no images)",
+            f"{w['bytes']} bytes ({w['gzip_bytes']} gzip-compressed; "
+            + ", ".join(f"{k} {v}" for k, v in w["files"].items()) + ")",
+            f"< {PAGE_WEIGHT_TARGET} bytes", w["bytes"] < PAGE_WEIGHT_TARGET,
+        ))  # fmt: skip
+        rows.append((
+            "Status change -> the page's DOM (in the browser)",
+            f"p50 {dom['p50_ms']:.2f} ms, p99 {dom['p99_ms']:.2f} ms over {dom['samples']} changes",
+            f"p50 < {PAGE_DOM_TARGET_MS:g} ms", dom["p50_ms"] < PAGE_DOM_TARGET_MS,
+        ))  # fmt: skip
     return rows
 
 
@@ -233,7 +258,7 @@ def render(results: dict[str, Any], took: dict[str, float], env: dict[str, Any],
         "",
         table(["", ""], [[k, v] for k, v in env.items() if v is not None]),
         "",
-        "## Figures against the targets of issue 6",
+        "## Figures against the targets of issues 6 and 14",
         "",
         table(["figure", "measured", "target", "verdict"], [[f, m, t, verdict(ok)] for f, m, t, ok in rows]),
         "",
@@ -307,6 +332,15 @@ first render includes a 2 s model load, so every prompt the bridge forwards pile
 peak depth 50 means the bridge submits all of them at once, none twice. Checked against the stand-in's
 counters (`GET /_standin/state`: accepted, succeeded, history) and by fetching all 50 images. Baseline:
 the same 50 graphs posted straight to a fresh stand-in.
+
+**Image-Gen page** (`bench/bench_page.py`, issue 14): Debian's chromium (headless, through Playwright)
+opens the page of a bridge process. Weight: every response the page loaded except the API, as bytes
+(and gzip-compressed for reference; the bridge serves them uncompressed). Status -> DOM: a third party
+posts prompts straight to ComfyUI, so the queue changes twice per round; each change is a snapshot
+whose `updated_at` is the moment the bridge's hub took it, and the page fires `hal0:status` once its
+DOM shows that snapshot; the bench's listener in the page records `Date.now() - updated_at` (bridge
+and browser read the same clock; `Date.now()` has 1 ms resolution). This covers the hub -> SSE ->
+browser -> DOM path; ComfyUI -> bridge is the event latency above.
 """
 
 

@@ -24,12 +24,14 @@ from .gpu.gate import DirectGate, GpuGate
 from .gpu.memory import sysfs_gtt
 from .gpu.slots.manager import SlotManager
 from .http import cache as cache_routes
-from .http import control, events, openai, openapi
+from .http import control, events, openai, openapi, page
+from .http import metrics as metrics_routes
 from .http.server import BRIDGE_KEY, make_app
 from .images.cache import ImageCache
 from .images.catalogue import Catalogue
 from .images.service import ImageService
 from .images.workflows import WorkflowRenderer
+from .metrics import Metrics
 from .status import StatusHub
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ class Bridge:
         check_security(config)
         self.config = config
         self.hub = StatusHub()
+        self.metrics = Metrics(self.hub, mqtt_connected=self._mqtt_connected)  # listens before any source runs
         self.catalogue = Catalogue.from_config(config)
         self.renderer = WorkflowRenderer(config.image.template_dir)
         self.renderer.check_models(self.catalogue.models())  # a broken template stops start-up
@@ -69,6 +72,12 @@ class Bridge:
         self.images: ImageService | None = None
         self.commands: Commands | None = None
         self._gate: GpuGate = DirectGate()
+
+    def _mqtt_connected(self) -> bool | None:
+        """For /metrics: None when MQTT is off, else whether the broker connection is up."""
+        if not self.config.mqtt.enabled:
+            return None
+        return self.mqtt is not None and bool(self.mqtt.connected)
 
     async def start(self) -> None:
         await self.cache.open()
@@ -119,6 +128,8 @@ def create_app(config: Config) -> web.Application:
     openai.setup(app)
     cache_routes.setup(app, bridge.cache)
     events.setup(app, bridge.hub, config.server.sse_ping_interval)
+    metrics_routes.setup(app, bridge.metrics)
+    page.setup(app)
     openapi.setup(app)
     app.cleanup_ctx.append(lifecycle)
     return app

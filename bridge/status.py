@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -97,8 +97,9 @@ class Message:
 class Subscription:
     """A bounded, coalescing feed: a reader that lags only ever sees the newest status."""
 
-    def __init__(self, hub: StatusHub, max_items: int) -> None:
+    def __init__(self, hub: StatusHub, max_items: int, reader: str = "") -> None:
         self._hub = hub
+        self.reader = reader  # who reads ("sse", "mqtt", ...): counted per reader for /metrics
         self._items: deque[Message] = deque(maxlen=max_items)
         self._ready = asyncio.Event()
 
@@ -136,6 +137,7 @@ class StatusHub:
     def __init__(self) -> None:
         self._status = Status()
         self._subscribers: set[Subscription] = set()
+        self._listeners: list[Callable[[Message], None]] = []
         self._json: bytes | None = None
 
     @property
@@ -161,8 +163,8 @@ class StatusHub:
         """An event (not state): switch started/finished/failed, image generated, render failed."""
         self._publish(Message("event", {"type": event_type, "time": time.time(), **data}))
 
-    def subscribe(self, *, max_items: int = 256, initial: bool = True) -> Subscription:
-        sub = Subscription(self, max_items)
+    def subscribe(self, *, max_items: int = 256, initial: bool = True, reader: str = "") -> Subscription:
+        sub = Subscription(self, max_items, reader)
         self._subscribers.add(sub)
         if initial:
             sub._push(Message("status", self._status.to_dict()))
@@ -172,6 +174,16 @@ class StatusHub:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    def reader_count(self, reader: str) -> int:
+        return sum(1 for sub in self._subscribers if sub.reader == reader)
+
+    def listen(self, callback: Callable[[Message], None]) -> None:
+        """Call ``callback`` synchronously with every message, nothing coalesced or dropped (metrics
+        counters must see every event). It must be quick and must not raise; it is not a subscriber."""
+        self._listeners.append(callback)
+
     def _publish(self, message: Message) -> None:
+        for listener in self._listeners:
+            listener(message)
         for sub in list(self._subscribers):
             sub._push(message)

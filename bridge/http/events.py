@@ -34,7 +34,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     ping = request.app[PING_KEY]
-    with request.app[HUB_KEY].subscribe() as feed:
+    with request.app[HUB_KEY].subscribe(reader="sse") as feed:
         try:
             while True:
                 try:

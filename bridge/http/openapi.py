@@ -365,6 +365,27 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
                 **_errors(),
             },
         }},
+        "/": {"get": {
+            "operationId": "page", "summary": "The Image-Gen page (live from /api/events; asks for the token itself)",
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": STRING}}}, **_errors()},
+        }},
+        "/ui/{name}": {"get": {
+            "operationId": "pageAsset", "summary": "A static file of the page (only the files the package ships)",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": STRING}],
+            "responses": {
+                "200": {"description": "the file, with an ETag",
+                        "content": {t: {"schema": STRING} for t in ("text/css", "text/javascript")}},
+                "304": {"description": "unchanged (If-None-Match)"},
+                **_errors(),
+            },
+        }},
+        "/metrics": {"get": {
+            "operationId": "metrics", "summary": "Prometheus text format (docs/metrics.md); no token, like status",
+            "responses": {
+                "200": {"description": "metrics", "content": {"text/plain": {"schema": STRING}}},
+                **_errors(),
+            },
+        }},
         OPENAPI_PATH: {"get": {
             "operationId": "openapi", "summary": "This document",
             "responses": {"200": _ok("OpenAPI 3.1", {"type": "object"}), **_errors()},

@@ -93,7 +93,7 @@ class MqttBridge:
         except (OSError, ValueError, ssl.SSLError) as err:
             _LOGGER.error("MQTT stays off: cannot set up the client (%s)", err)
             return
-        self._subscription = self._hub.subscribe(initial=False)
+        self._subscription = self._hub.subscribe(initial=False, reader="mqtt")
         self._workers = [
             asyncio.create_task(self._read_feed(), name="mqtt-feed"),
             asyncio.create_task(self._write_state_loop(), name="mqtt-state"),
