@@ -14,6 +14,7 @@ from hal0_bridge.config import Config, build
 
 from tests.support import fake_container
 from tests.support.comfyui_standin import ComfyStandIn
+from tests.support.llama_fixtures import llama_binary, start_llama, tiny_model  # noqa: F401 - fixtures
 
 FAKE_SYSTEMCTL = Path(__file__).resolve().parents[1] / "support" / "fake_systemctl"
 
