@@ -152,16 +152,19 @@ def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
     image = config.image
     ir = image_request
     names = [spec.name for spec in catalogue.models()]
-    extras: Json = {
-        "seed": {"type": "integer", "minimum": 0, "maximum": ir.MAX_SEED},
-        "steps": {"type": "integer", "minimum": 1, "maximum": ir.MAX_STEPS},
-        "cfg": {"type": "number", "minimum": 0, "maximum": ir.MAX_CFG},
-        "negative_prompt": {"type": "string", "maxLength": ir.MAX_PROMPT_CHARS},
+    extras: Json = {  # null = not given (the model's default)
+        "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": ir.MAX_SEED},
+        "steps": {"type": ["integer", "null"], "minimum": 1, "maximum": ir.MAX_STEPS},
+        "cfg": {"type": ["number", "null"], "minimum": 0, "maximum": ir.MAX_CFG},
+        "negative_prompt": {"type": ["string", "null"], "maxLength": ir.MAX_PROMPT_CHARS},
     }
-    size_pattern = f"^(auto|{ir.SIZE_RE.pattern.strip('^$')})$"
+    # exactly the sides the parser takes: multiples of SIZE_STEP from MIN_SIDE to max_side, spaces around
+    sides = "|".join(str(side) for side in range(ir.MIN_SIDE, image.max_side + 1, ir.SIZE_STEP))
+    size_pattern = f"^(auto|[ \\t]*(?:{sides})[xX](?:{sides})[ \\t]*)$"
     properties: Json = {
         "prompt": {"type": "string", "minLength": 1, "maxLength": ir.MAX_PROMPT_CHARS,
-                   "description": "required; not blank"},
+                   # not blank: one character that is not white space (Python counts \x1c-\x1f as space)
+                   "pattern": "[^\\s\\x1c-\\x1f]", "description": "required; not blank"},
         "model": {**NULL_STRING, "default": image.default_model,
                   "description": "a curated model name or alias (case-insensitive); others are 404 "
                                  "image.model_not_curated",
@@ -176,16 +179,24 @@ def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
            for key, value in extras.items()},
         "extra_body": {"type": ["object", "null"], "properties": extras, "additionalProperties": False,
                        "description": "hal0 extras for clients that send extra_body literally; a key given "
-                                      "here and at top level with different values is a 422"},
+                                      "here and at top level (both not null) is a 422"},
         **{key: {"description": "OpenAI field: accepted and ignored"} for key in sorted(ir.OPENAI_IGNORED)},
     }  # fmt: skip
+    given = {"not": {"type": "null"}}
+    twice = [
+        {"required": [key, "extra_body"],
+         "properties": {key: given, "extra_body": {"type": "object", "required": [key], "properties": {key: given}}}}
+        for key in extras
+    ]  # fmt: skip
     return {
         "type": "object",
         "properties": properties,
         "required": ["prompt"],
         "additionalProperties": False,
-        "description": "Unknown fields are refused (422 request.unknown_field) so a typo never renders defaults.",
-    }
+        "not": {"anyOf": twice},
+        "description": "Unknown fields are refused (422 request.unknown_field) so a typo never renders defaults. "
+                       "A hal0 extra is given at top level or in extra_body, not in both (422).",
+    }  # fmt: skip
 
 
 def image_response_schema() -> Json:
@@ -274,9 +285,10 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
     the route policies)."""
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
     switch_body = _obj(
-        {"mode": {"enum": list(MODES)}, "force": BOOLEAN, "pin": BOOLEAN},
+        {"mode": {"enum": list(MODES)}, "force": BOOLEAN, "pin": {"type": ["boolean", "null"]}},
         ["mode"],
         description="pin only with mode generation; force to inference drops running and pending renders",
+        anyOf=[{"properties": {"mode": {"const": "generation"}}}, {"properties": {"pin": {"enum": [False, None]}}}],
     )
     switch_answer = _obj({"status": {"enum": ["switching", "noop"]}, "mode": {"enum": list(MODES)}})
     return {
@@ -395,8 +407,9 @@ ERRORS_OF = {
 }
 QUERY_PARAMETERS = {
     Access.SIGNED: [
-        {"name": EXP_PARAM, "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
-         "description": "signed URL: expiry, epoch seconds (with sig; both come in the image URLs the bridge hands out)"},
+        {"name": EXP_PARAM, "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "signed URL: expiry, epoch seconds (with sig; both come in the image URLs the bridge hands "
+                        "out). Ignored when a valid bearer token is sent"},
         {"name": SIG_PARAM, "in": "query", "required": False, "schema": {"type": "string"},
          "description": "signed URL: base64url HMAC-SHA256 over the path and exp with the install's key"},
     ],

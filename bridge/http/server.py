@@ -130,13 +130,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPNotFound:
         return error_response(ApiError(errors.NOT_FOUND, f"no route for {request.path}"))
     except web.HTTPMethodNotAllowed as exc:
-        return error_response(
+        allowed = sorted(exc.allowed_methods)
+        response = error_response(
             ApiError(
                 errors.METHOD_NOT_ALLOWED,
                 f"{request.method} is not allowed on {request.path}",
-                details={"allowed": sorted(exc.allowed_methods)},
+                details={"allowed": allowed},
             )
         )
+        response.headers["Allow"] = ", ".join(allowed)  # RFC 9110: a 405 names what is allowed
+        return response
     except web.HTTPException:
         raise
     except Exception:

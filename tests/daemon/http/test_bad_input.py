@@ -79,6 +79,11 @@ BAD_IMAGE_BODIES = [
      "negative_prompt"),
     ("extra_body_not_object", b'{"prompt": "a cat", "extra_body": "seed=1"}', 422, "image.invalid_parameter",
      "extra_body"),
+    ("seed_twice_equal", b'{"prompt": "a cat", "seed": 1, "extra_body": {"seed": 1}}', 422, "image.invalid_parameter",
+     "seed"),
+    ("negative_prompt_object", b'{"prompt": "a cat", "negative_prompt": {}}', 422, "image.invalid_parameter",
+     "negative_prompt"),
+    ("n_false", b'{"prompt": "a cat", "n": false}', 422, "image.invalid_n", "n"),
     ("seed_conflict", b'{"prompt": "a cat", "seed": 1, "extra_body": {"seed": 2}}', 422, "image.invalid_parameter",
      "seed"),
 ]

@@ -34,7 +34,8 @@ _ANNOTATIONS = {"description", "default", "examples", "format", "title"}
 _TYPES = {
     "null": lambda v: v is None,
     "boolean": lambda v: isinstance(v, bool),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    # JSON Schema: an integer is any number without a fraction (2.0 too)
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "string": lambda v: isinstance(v, str),
     "array": lambda v: isinstance(v, list),
@@ -54,7 +55,7 @@ def errors_of(instance: Any, schema: dict[str, Any], doc: dict[str, Any], where:
     """Every way ``instance`` breaks ``schema`` (empty list: valid)."""
     unknown = set(schema) - _ANNOTATIONS - {
         "$ref", "type", "enum", "const", "properties", "required", "additionalProperties", "items",
-        "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "anyOf", "oneOf",
+        "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "anyOf", "oneOf", "not",
     }  # fmt: skip
     assert not unknown, f"validator does not know {unknown} at {where}"
     if "$ref" in schema:
@@ -98,6 +99,8 @@ def errors_of(instance: Any, schema: dict[str, Any], doc: dict[str, Any], where:
                 found += errors_of(value, extra, doc, f"{where}.{key}")
     if "anyOf" in schema and all(errors_of(instance, s, doc, where) for s in schema["anyOf"]):
         found.append(f"{where}: matches none of anyOf")
+    if "not" in schema and not errors_of(instance, schema["not"], doc, where):
+        found.append(f"{where}: matches what `not` excludes")
     if "oneOf" in schema and sum(not errors_of(instance, s, doc, where) for s in schema["oneOf"]) != 1:
         found.append(f"{where}: does not match exactly one of oneOf")
     return found
@@ -269,6 +272,10 @@ def limits_cases(config: Config) -> list[tuple[str, dict[str, Any], dict[str, An
         ("negative_prompt", {**base, "negative_prompt": "x" * ir.MAX_PROMPT_CHARS},
          {**base, "negative_prompt": "x" * (ir.MAX_PROMPT_CHARS + 1)}),
         ("extra_body", {**base, "extra_body": {"steps": 2}}, {**base, "extra_body": {"sampler": "x"}}),
+        ("extra_twice", {**base, "seed": 1, "extra_body": {"seed": None, "steps": 2}},
+         {**base, "seed": 1, "extra_body": {"seed": 1}}),
+        ("integral_float", {**base, "n": 2.0, "steps": 3.0}, {**base, "n": 1.5}),
+        ("negative_prompt_type", {**base, "negative_prompt": None}, {**base, "negative_prompt": {}}),
         ("unknown_field", {**base, "quality": "hd"}, {**base, "stpes": 4}),
         ("response_format", {**base, "response_format": "b64_json"}, {**base, "response_format": "png"}),
         ("size_text", {**base, "size": "auto"}, {**base, "size": "big"}),
