@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from hal0_bridge.config import build
 from hal0_bridge.mqtt.bridge import MqttBridge
-from hal0_bridge.mqtt.discovery import discovery_payload
 from hal0_bridge.mqtt.payloads import state_payloads
+from hal0_bridge.mqtt.discovery import discovery_payload
 from hal0_bridge.mqtt.topics import Topics
 from hal0_bridge.status import Memory, Queue, Status, StatusHub, Switchover
 
