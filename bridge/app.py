@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 
+from . import preflight
 from .comfyui.facade import ComfyUI
 from .commands import Commands
 from .config import Config, ConfigError
@@ -28,10 +30,9 @@ from .http import control, events, openai, openapi, page
 from .http import metrics as metrics_routes
 from .http.server import BRIDGE_KEY, make_app
 from .images.cache import ImageCache
-from .images.catalogue import Catalogue
 from .images.service import ImageService
-from .images.workflows import WorkflowRenderer
 from .metrics import Metrics
+from .signing import UrlSigner, load_or_create_key
 from .status import StatusHub
 
 if TYPE_CHECKING:
@@ -40,25 +41,14 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 
-def check_security(config: Config) -> None:
-    """Refuse to serve a network without a token: the API can stop LLMs and run renders."""
-    server = config.server
-    if not server.is_loopback and not server.token:
-        raise ConfigError(
-            f"server.token: required when server.host ({server.host}) is not a loopback address; "
-            "set a long random token or bind to 127.0.0.1"
-        )
-
-
 class Bridge:
     def __init__(self, config: Config) -> None:
-        check_security(config)
+        checked = preflight.check(config)  # the same checks --print-config runs
         self.config = config
         self.hub = StatusHub()
         self.metrics = Metrics(self.hub, mqtt_connected=self._mqtt_connected)  # listens before any source runs
-        self.catalogue = Catalogue.from_config(config)
-        self.renderer = WorkflowRenderer(config.image.template_dir)
-        self.renderer.check_models(self.catalogue.models())  # a broken template stops start-up
+        self.catalogue = checked.catalogue
+        self.renderer = checked.renderer
         self.cache = ImageCache(
             config.image.cache_dir,
             max_images=config.image.cache_max_images,
@@ -71,6 +61,7 @@ class Bridge:
         self.mqtt = None  # created in start() when [mqtt] host is set
         self.images: ImageService | None = None
         self.commands: Commands | None = None
+        self.signer: UrlSigner | None = None  # image URLs are signed while a token guards the API
         self._gate: GpuGate = DirectGate()
 
     def _mqtt_connected(self) -> bool | None:
@@ -81,6 +72,9 @@ class Bridge:
 
     async def start(self) -> None:
         await self.cache.open()
+        if self.config.server.token:
+            key = await asyncio.to_thread(load_or_create_key, self.config.server.state_dir)
+            self.signer = UrlSigner(key, self.config.server.signed_url_ttl)
         if self.config.img_slot is not None:
             self.session = aiohttp.ClientSession()
             self.slots = SlotManager.from_config(self.config, self.hub, self.session)
@@ -90,7 +84,9 @@ class Bridge:
         else:
             # Nothing to arbitrate: ComfyUI is the only GPU user (docs/decisions.md).
             self.hub.update(mode="generation")
-        self.images = ImageService(self.config, self.hub, self.renderer, self.comfy, self.cache, self._gate)
+        self.images = ImageService(
+            self.config, self.hub, self.renderer, self.comfy, self.cache, self._gate, signer=self.signer
+        )
         self.commands = Commands(self.config, self.hub, self.catalogue, self.images, self.comfy, self.arbiter)
         await self.comfy.start()
         if self.slots is not None and self.arbiter is not None:
@@ -116,7 +112,7 @@ class Bridge:
 
 def create_app(config: Config) -> web.Application:
     bridge = Bridge(config)
-    app = make_app(config.server.token, config.server.max_body_bytes)
+    app = make_app(config.server)
     app[BRIDGE_KEY] = bridge
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -135,6 +131,35 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
+async def listen(host: str, port: int) -> list[socket.socket]:
+    """Bind the API's listening sockets (every address ``host`` resolves to, like asyncio does).
+
+    Done before the bridge starts its slots and MQTT, so a port in use is one clear
+    ``ConfigError`` naming ``server.port`` instead of a traceback after half a start-up.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as err:
+        raise ConfigError(f"server.host: cannot resolve {host!r}: {err.strerror or err}") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _name, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
+    except OSError as err:
+        for sock in sockets:
+            sock.close()
+        raise ConfigError(f"server.port: cannot listen on {host}:{port}: {err.strerror or err}") from None
+    return sockets
+
+
 async def serve(config: Config) -> None:
     """Run until SIGINT/SIGTERM, then stop cleanly: MQTT says offline, systemd slot units keep
     running, the bridge's own process slots end with it.
@@ -143,10 +168,11 @@ async def serve(config: Config) -> None:
     from ComfyUI instead of running on for nobody.
     """
     app = create_app(config)
+    sockets = await listen(config.server.host, config.server.port)  # before anything starts
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handler_cancellation=True)
     await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    await site.start()
+    for sock in sockets:
+        await web.SockSite(runner, sock).start()
     _LOGGER.info("hal0-bridge listening on http://%s:%s", config.server.host, config.server.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

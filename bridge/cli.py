@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 
-from . import __version__
+from . import __version__, preflight
 from .config import ENV_CONFIG, ConfigError, load
 
 
@@ -30,13 +30,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # before load(): unknown config keys are logged as warnings while it parses
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load(args.config)
+        preflight.check(config)  # what start-up checks, --print-config checks too
         if args.print_config:
             json.dump(config.to_dict(), sys.stdout, indent=2, sort_keys=True)
             sys.stdout.write("\n")
             return 0
-        logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         from .app import serve  # imported late: --print-config needs no aiohttp
 
         asyncio.run(serve(config))

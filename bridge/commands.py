@@ -89,7 +89,11 @@ class Commands:
             "auth_required": bool(server.token),
             "models": self.models(),
             "capabilities": capabilities,
-            "mqtt": {"enabled": self._config.mqtt.enabled, "base_topic": self._config.mqtt.base_topic},
+            "mqtt": {
+                "enabled": self._config.mqtt.enabled,
+                "base_topic": self._config.mqtt.base_topic,
+                "commands": self._config.mqtt.commands,
+            },
         }
 
     def models(self) -> list[dict[str, Any]]:

@@ -7,19 +7,27 @@ stops start-up with a message naming the key, e.g. ``comfyui.url: expected a URL
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import logging
 import os
 import re
 import socket
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import voluptuous as vol
 
+from .redact import REDACTED, redact_argv, redact_values
+
+_LOGGER = logging.getLogger(__name__)
 ENV_CONFIG = "HAL0_BRIDGE_CONFIG"
 SIZE_RE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class ConfigError(Exception):
@@ -44,26 +52,77 @@ def _positive_float(value: Any) -> float:
     return float(value)
 
 
+def _int(min: int | None = None, max: int | None = None) -> Callable[[Any], int]:
+    """An integer key. ``true``/``false`` are refused: bool is an int in Python, so ``port = true``
+    would otherwise bind port 1. Every integer key uses this one check."""
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise vol.Invalid("expected an integer")
+        return value
+
+    return vol.All(check, vol.Range(min=min, max=max))
+
+
+def _number(min: float | None = None, max: float | None = None) -> Callable[[Any], int | float]:
+    """An integer or float key; booleans are refused (see :func:`_int`)."""
+
+    def check(value: Any) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise vol.Invalid("expected a number")
+        return value
+
+    return vol.All(check, vol.Range(min=min, max=max))
+
+
+def normalize_origin(text: str) -> str:
+    """``scheme://host[:port]`` in the form browsers send in ``Origin`` (lower case, default port
+    dropped, IPv6 in brackets); ValueError for anything else (paths, user info, ``null``)."""
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} is not an origin") from None
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in DEFAULT_PORTS or not host or parts.username is not None or parts.password is not None:
+        raise ValueError(f"{text!r} is not an origin like http://host:port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{text!r} is not an origin: no path, query or fragment")
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" if port in (None, DEFAULT_PORTS[scheme]) else f"{scheme}://{host}:{port}"
+
+
+def _origin(value: Any) -> str:
+    if not isinstance(value, str):
+        raise vol.Invalid("expected an origin like \"http://host:port\"")
+    try:
+        return normalize_origin(value)
+    except ValueError as err:
+        raise vol.Invalid(str(err)) from None
+
+
 def _default_node_id() -> str:
     node = re.sub(r"[^a-z0-9_-]+", "_", socket.gethostname().lower()).strip("_")
     return node or "hal0"
 
 
-_Int = vol.All(int, vol.Range(min=0))
-_Port = vol.All(int, vol.Range(min=1, max=65535))
+_Port = _int(1, 65535)
 _Str = vol.Coerce(str)
 
 SERVER_SCHEMA = vol.Schema(
     {
         vol.Optional("host", default="127.0.0.1"): str,
-        vol.Optional("port", default=8080): vol.All(int, vol.Range(min=0, max=65535)),
+        vol.Optional("port", default=8080): _int(0, 65535),
         vol.Optional("token", default=""): str,
         vol.Optional("public_url", default=""): vol.Any("", _url),
         vol.Optional("state_dir", default=""): str,
-        vol.Optional("max_body_bytes", default=256 * 1024): vol.All(int, vol.Range(min=1024)),
+        vol.Optional("max_body_bytes", default=256 * 1024): _int(1024),
         vol.Optional("sse_ping_interval", default=15.0): _positive_float,
         # browser origins (scheme://host[:port]) allowed besides the bridge's own; see docs/security.md
-        vol.Optional("allowed_origins", default=list): [str],
+        vol.Optional("allowed_origins", default=list): [_origin],
+        # how long an image URL handed out while server.token is set stays valid (seconds)
+        vol.Optional("signed_url_ttl", default=86400): _int(60, 366 * 86400),
         # advertise the API over mDNS; None = on for non-loopback binds
         vol.Optional("zeroconf", default=None): vol.Any(None, bool),
     },
@@ -90,17 +149,15 @@ IMAGE_SCHEMA = vol.Schema(
     {
         vol.Optional("default_model", default="sdxl-turbo"): str,
         vol.Optional("default_size", default="1024x1024"): _size,
-        vol.Optional("idle_restore_minutes", default=60.0): vol.All(
-            vol.Any(int, float), vol.Range(min=0)
-        ),
-        vol.Optional("max_n", default=8): vol.All(int, vol.Range(min=1, max=64)),
-        vol.Optional("max_side", default=4096): vol.All(int, vol.Range(min=64, max=16384)),
+        vol.Optional("idle_restore_minutes", default=60.0): _number(0),
+        vol.Optional("max_n", default=8): _int(1, 64),
+        vol.Optional("max_side", default=4096): _int(64, 16384),
         vol.Optional("cache_dir", default=""): str,
-        vol.Optional("cache_max_images", default=200): vol.All(int, vol.Range(min=1)),
-        vol.Optional("cache_max_bytes", default=512 * 1024 * 1024): vol.All(int, vol.Range(min=1024)),
+        vol.Optional("cache_max_images", default=200): _int(1),
+        vol.Optional("cache_max_bytes", default=512 * 1024 * 1024): _int(1024),
         vol.Optional("template_dir", default=""): str,
         # largest image (or mask) accepted by /v1/images/edits
-        vol.Optional("max_upload_bytes", default=20 * 1024 * 1024): vol.All(int, vol.Range(min=1024)),
+        vol.Optional("max_upload_bytes", default=20 * 1024 * 1024): _int(1024),
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -117,7 +174,7 @@ MQTT_SCHEMA = vol.Schema(
         vol.Optional("keyfile", default=""): str,
         vol.Optional("tls_insecure", default=False): bool,
         vol.Optional("client_id", default=""): str,
-        vol.Optional("keepalive", default=60): vol.All(int, vol.Range(min=5, max=65535)),
+        vol.Optional("keepalive", default=60): _int(5, 65535),
         vol.Optional("protocol", default="3.1.1"): vol.In(["3.1.1", "5"]),
         vol.Optional("base_topic", default="hal0"): vol.All(str, vol.Match(r"^[^#+\s]+$")),
         vol.Optional("discovery", default=False): bool,
@@ -126,14 +183,14 @@ MQTT_SCHEMA = vol.Schema(
         ),
         vol.Optional("node_id", default=""): vol.All(str, vol.Match(r"^[A-Za-z0-9_-]*$")),
         # reconnect back-off (paho doubles the delay from min to max), seconds
-        vol.Optional("reconnect_min_delay", default=1): vol.All(int, vol.Range(min=1)),
-        vol.Optional("reconnect_max_delay", default=30): vol.All(int, vol.Range(min=1)),
+        vol.Optional("reconnect_min_delay", default=1): _int(1),
+        vol.Optional("reconnect_max_delay", default=30): _int(1),
         vol.Optional("connect_timeout", default=5.0): _positive_float,
         # a burst of snapshot/memory changes is published at most this often (discrete state: at once)
-        vol.Optional("state_min_interval", default=0.2): vol.All(vol.Any(int, float), vol.Range(min=0)),
+        vol.Optional("state_min_interval", default=0.2): _number(0),
         # how long stop() waits for the broker to acknowledge "offline"
         vol.Optional("stop_timeout", default=3.0): _positive_float,
-        vol.Optional("max_queued_messages", default=1000): vol.All(int, vol.Range(min=1)),
+        vol.Optional("max_queued_messages", default=1000): _int(1),
         # "read_only": no command or request topics are subscribed (MQTT is then status only)
         vol.Optional("commands", default="all"): vol.In(["all", "read_only"]),
     },
@@ -184,8 +241,8 @@ MODEL_SCHEMA = vol.Schema(
     {
         vol.Optional("template"): str,
         vol.Optional("checkpoint"): str,
-        vol.Optional("steps"): vol.All(int, vol.Range(min=1, max=200)),
-        vol.Optional("cfg"): vol.All(vol.Any(int, float), vol.Range(min=0, max=100)),
+        vol.Optional("steps"): _int(1, 200),
+        vol.Optional("cfg"): _number(0, 100),
         vol.Optional("sampler"): str,
         vol.Optional("scheduler"): str,
         vol.Optional("size"): _size,
@@ -206,7 +263,7 @@ LLM_SCHEMA = vol.Schema(
         # how long an LLM request waits for the GPU (a switch, a starting slot) before it gives up
         vol.Optional("wait_timeout", default=300.0): _positive_float,
         # LLM requests that may wait for the GPU at once; beyond it 429 llm.queue_full
-        vol.Optional("queue_max", default=64): vol.All(int, vol.Range(min=1)),
+        vol.Optional("queue_max", default=64): _int(1),
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -214,7 +271,7 @@ LLM_SCHEMA = vol.Schema(
 ARBITER_SCHEMA = vol.Schema(
     {
         # a mode is held at least this long before demand may switch it away (no thrash)
-        vol.Optional("min_mode_seconds", default=30.0): vol.All(vol.Any(int, float), vol.Range(min=0)),
+        vol.Optional("min_mode_seconds", default=30.0): _number(0),
         # how long a switch to inference waits for ComfyUI to really let go of the GPU
         vol.Optional("release_timeout", default=60.0): _positive_float,
     },
@@ -247,6 +304,7 @@ class ServerConfig:
     sse_ping_interval: float
     allowed_origins: tuple[str, ...] = ()
     zeroconf: bool | None = None
+    signed_url_ttl: int = 86400
 
     @property
     def is_loopback(self) -> bool:
@@ -394,13 +452,22 @@ class Config:
         return next((s for s in self.slots.values() if s.group == "img"), None)
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
-        """The effective configuration, as printed by ``hal0-bridge --print-config``."""
-        data = asdict(self)
+        """The effective configuration, as printed by ``hal0-bridge --print-config``.
+
+        Redacted (rules in :mod:`hal0_bridge.redact`): the token, the MQTT password, every slot
+        ``env`` and ``headers`` value, and the value of every key-like ``command``/``args`` flag.
+        """
+        data = _plain(asdict(self))
         if redact:
             for section, key in (("server", "token"), ("mqtt", "password")):
                 if data[section][key]:
-                    data[section][key] = "**redacted**"
-        return _plain(data)
+                    data[section][key] = REDACTED
+            for slot in data["slots"].values():
+                slot["env"] = redact_values(slot["env"])
+                slot["headers"] = redact_values(slot["headers"])
+                slot["command"] = redact_argv(slot["command"])
+                slot["args"] = redact_argv(slot["args"])
+        return data  # type: ignore[no-any-return]
 
 
 def _plain(value: Any) -> Any:
@@ -437,6 +504,54 @@ def _check_slots(slots: dict[str, Any]) -> None:
         for key in ("name", "container_name"):
             if s[key] and not _CONTAINER_NAME.match(s[key]):
                 raise ConfigError(f"slots.{name}.{key}: expected a container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+
+
+def _literal_keys(schema: Any) -> tuple[dict[str, Any], Any]:
+    """A schema dict's fixed keys (name -> value schema) and its one pattern key's value, if any."""
+    fixed: dict[str, Any] = {}
+    pattern: Any = None
+    for key, value in schema.items():
+        name = key.schema if isinstance(key, vol.Marker) else key
+        if isinstance(name, str):
+            fixed[name] = value
+        else:
+            pattern = value
+    return fixed, pattern
+
+
+def unknown_keys(raw: Any, schema: Any = None, path: str = "") -> list[tuple[str, str | None]]:
+    """Every key in ``raw`` the schema does not know, as (dotted path, closest known key or None).
+
+    Extra keys are allowed (forward compatibility), but a typo like ``[sever]`` or ``prot = 8091``
+    would otherwise be silently ignored, so start-up warns about each one.
+    """
+    schema = CONFIG_SCHEMA if schema is None else schema
+    if isinstance(schema, vol.Schema):
+        schema = schema.schema
+    if not isinstance(schema, dict) or not isinstance(raw, dict):
+        return []
+    fixed, pattern = _literal_keys(schema)
+    found: list[tuple[str, str | None]] = []
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key in fixed:
+            found += unknown_keys(value, fixed[key], where)
+        elif pattern is not None:
+            found += unknown_keys(value, pattern, where)
+        else:
+            close = difflib.get_close_matches(str(key), list(fixed), n=1, cutoff=0.6)
+            found.append((where, close[0] if close else None))
+    return found
+
+
+def warn_unknown_keys(raw: dict[str, Any]) -> list[str]:
+    """Log one warning per unknown key (naming the closest known one) and return the messages."""
+    messages = []
+    for where, close in unknown_keys(raw):
+        hint = f"; did you mean {close!r}?" if close else ""
+        messages.append(f"{where}: unknown key, ignored{hint}")
+        _LOGGER.warning("configuration: %s", messages[-1])
+    return messages
 
 
 def build(raw: dict[str, Any]) -> Config:
@@ -516,6 +631,12 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
             raw = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {chosen}") from None
-    except tomllib.TOMLDecodeError as err:
+    except IsADirectoryError:
+        raise ConfigError(f"{chosen}: is a directory, not a config file") from None
+    except OSError as err:
+        raise ConfigError(f"{chosen}: cannot be read: {err.strerror or err}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{chosen}: not valid TOML: {err}") from None
-    return build(raw)
+    config = build(raw)
+    warn_unknown_keys(raw)
+    return config

@@ -31,6 +31,11 @@ BODY_TOO_LARGE = _c("request.body_too_large", 413)
 NOT_FOUND = _c("request.not_found", 404, "not_found_error")
 METHOD_NOT_ALLOWED = _c("request.method_not_allowed", 405)
 UNAUTHORIZED = _c("auth.unauthorized", 401, "authentication_error")
+# the trust model (docs/security.md): browsers, media types, signed image URLs
+UNSUPPORTED_MEDIA_TYPE = _c("request.unsupported_media_type", 415)
+FORBIDDEN_ORIGIN = _c("request.forbidden_origin", 403, "permission_error")
+SIGNATURE_EXPIRED = _c("auth.signature_expired", 401, "authentication_error")
+SIGNATURE_INVALID = _c("auth.invalid_signature", 403, "permission_error")
 INTERNAL = _c("internal.error", 500, "server_error")
 
 # image generation (OpenAI route)

@@ -7,11 +7,13 @@ from aiohttp import web
 from .. import errors
 from ..errors import ApiError
 from ..images.cache import ImageCache
+from .server import Access, route_policy
 
 CACHE_KEY = web.AppKey("image_cache", ImageCache)
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
+@route_policy(Access.SIGNED)  # <img src> sends no header: the URLs the bridge hands out are signed
 async def cached_image(request: web.Request) -> web.StreamResponse:
     path = request.app[CACHE_KEY].path(request.match_info["name"])
     if not path.is_file():  # removed behind our back

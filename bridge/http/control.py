@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .server import BRIDGE_KEY, commands_of, json_response, read_json
+from .server import BRIDGE_KEY, Access, commands_of, json_response, read_json, route_policy
 
 
+@route_policy(Access.OPEN)  # no secrets in it: the Home Assistant config flow reads it first
 async def info(request: web.Request) -> web.Response:
     return json_response(commands_of(request).info())
 
 
+@route_policy(Access.OPEN)
 async def status(request: web.Request) -> web.Response:
     """Always 200 and never waits on ComfyUI: the snapshot is kept fresh in the background."""
     return web.Response(body=request.app[BRIDGE_KEY].hub.status_json(), content_type="application/json")

@@ -8,11 +8,12 @@ A ``: ping`` comment every ``server.sse_ping_interval`` seconds keeps proxies an
 from __future__ import annotations
 
 import asyncio
-import json
 
 from aiohttp import web
 
+from ..encoding import json_bytes
 from ..status import Message, StatusHub
+from .server import Access, route_policy
 
 HUB_KEY = web.AppKey("hub", StatusHub)
 PING_KEY = web.AppKey("sse_ping_interval", float)
@@ -20,10 +21,10 @@ PING_KEY = web.AppKey("sse_ping_interval", float)
 
 def encode(message: Message) -> bytes:
     name = "status" if message.kind == "status" else message.data["type"]
-    data = json.dumps(message.data, separators=(",", ":"), ensure_ascii=False)
-    return f"event: {name}\ndata: {data}\n\n".encode()
+    return b"event: " + name.encode() + b"\ndata: " + json_bytes(message.data) + b"\n\n"
 
 
+@route_policy(Access.TOKEN_QUERY)  # a browser EventSource cannot send headers: ?token= works too
 async def events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={

@@ -8,10 +8,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..metrics import CONTENT_TYPE, Metrics
+from .server import Access, route_policy
 
 METRICS_KEY = web.AppKey("metrics", Metrics)
 
 
+@route_policy(Access.OPEN)
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS_KEY].render(), headers={"Content-Type": CONTENT_TYPE})
 

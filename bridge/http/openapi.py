@@ -2,9 +2,10 @@
 
 Built from the rules the daemon really applies, not copied from them: error codes, statuses and types
 come from :mod:`errors`, request limits from :mod:`image_request` and the running config, the status
-schema from the :mod:`snapshot` dataclasses, the models from the catalogue, and which routes need the
-bearer token from :func:`web.path_requires_token`. ``tests/daemon/test_openapi.py`` checks the document
-against the router and against real answers, so it cannot drift silently.
+schema from the :mod:`snapshot` dataclasses, the models from the catalogue, and what each route requires
+(token, signed URL, ``?token=``, body media types) from the router's :func:`server.route_policy`
+declarations. ``tests/daemon/http/test_openapi.py`` checks the document against the router and against
+real answers, so it cannot drift silently.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from ..config import Config
 from ..errors import ErrorCode
 from ..images import request as image_request
 from ..images.catalogue import Catalogue
+from ..signing import EXP_PARAM, SIG_PARAM
 from ..status import Status
-from .server import BRIDGE_KEY, path_requires_token
+from .server import BODY_METHODS, BRIDGE_KEY, DEFAULT_POLICY, TOKEN_PARAM, Access, RoutePolicy, route_policies
 
 OPENAPI_PATH = "/api/openapi.json"
 DOCUMENT_KEY = web.AppKey("openapi_document", bytes)
@@ -42,7 +44,7 @@ def all_error_codes() -> list[ErrorCode]:
 
 
 # errors any route can answer: not tied to one operation
-ANY_ROUTE = (errors.NOT_FOUND, errors.METHOD_NOT_ALLOWED, errors.INTERNAL)
+ANY_ROUTE = (errors.NOT_FOUND, errors.METHOD_NOT_ALLOWED, errors.FORBIDDEN_ORIGIN, errors.INTERNAL)
 # what reading a JSON body can answer (web.read_json and the app's client_max_size)
 JSON_BODY = (errors.INVALID_JSON, errors.BODY_TOO_LARGE)
 
@@ -150,16 +152,19 @@ def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
     image = config.image
     ir = image_request
     names = [spec.name for spec in catalogue.models()]
-    extras: Json = {
-        "seed": {"type": "integer", "minimum": 0, "maximum": ir.MAX_SEED},
-        "steps": {"type": "integer", "minimum": 1, "maximum": ir.MAX_STEPS},
-        "cfg": {"type": "number", "minimum": 0, "maximum": ir.MAX_CFG},
-        "negative_prompt": {"type": "string", "maxLength": ir.MAX_PROMPT_CHARS},
+    extras: Json = {  # null = not given (the model's default)
+        "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": ir.MAX_SEED},
+        "steps": {"type": ["integer", "null"], "minimum": 1, "maximum": ir.MAX_STEPS},
+        "cfg": {"type": ["number", "null"], "minimum": 0, "maximum": ir.MAX_CFG},
+        "negative_prompt": {"type": ["string", "null"], "maxLength": ir.MAX_PROMPT_CHARS},
     }
-    size_pattern = f"^(auto|{ir.SIZE_RE.pattern.strip('^$')})$"
+    # exactly the sides the parser takes: multiples of SIZE_STEP from MIN_SIDE to max_side, spaces around
+    sides = "|".join(str(side) for side in range(ir.MIN_SIDE, image.max_side + 1, ir.SIZE_STEP))
+    size_pattern = f"^(auto|[ \\t]*(?:{sides})[xX](?:{sides})[ \\t]*)$"
     properties: Json = {
         "prompt": {"type": "string", "minLength": 1, "maxLength": ir.MAX_PROMPT_CHARS,
-                   "description": "required; not blank"},
+                   # not blank: one character that is not white space (Python counts \x1c-\x1f as space)
+                   "pattern": "[^\\s\\x1c-\\x1f]", "description": "required; not blank"},
         "model": {**NULL_STRING, "default": image.default_model,
                   "description": "a curated model name or alias (case-insensitive); others are 404 "
                                  "image.model_not_curated",
@@ -174,16 +179,24 @@ def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
            for key, value in extras.items()},
         "extra_body": {"type": ["object", "null"], "properties": extras, "additionalProperties": False,
                        "description": "hal0 extras for clients that send extra_body literally; a key given "
-                                      "here and at top level with different values is a 422"},
+                                      "here and at top level (both not null) is a 422"},
         **{key: {"description": "OpenAI field: accepted and ignored"} for key in sorted(ir.OPENAI_IGNORED)},
     }  # fmt: skip
+    given = {"not": {"type": "null"}}
+    twice = [
+        {"required": [key, "extra_body"],
+         "properties": {key: given, "extra_body": {"type": "object", "required": [key], "properties": {key: given}}}}
+        for key in extras
+    ]  # fmt: skip
     return {
         "type": "object",
         "properties": properties,
         "required": ["prompt"],
         "additionalProperties": False,
-        "description": "Unknown fields are refused (422 request.unknown_field) so a typo never renders defaults.",
-    }
+        "not": {"anyOf": twice},
+        "description": "Unknown fields are refused (422 request.unknown_field) so a typo never renders defaults. "
+                       "A hal0 extra is given at top level or in extra_body, not in both (422).",
+    }  # fmt: skip
 
 
 def image_response_schema() -> Json:
@@ -228,17 +241,13 @@ def info_schema() -> Json:
             "name": {"const": "hal0-bridge"}, "version": STRING, "node_id": STRING, "api_url": STRING,
             "auth_required": BOOLEAN, "models": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
             "capabilities": {"type": "array", "items": {"enum": ["images", "events", "arbiter", "mqtt"]}},
-            "mqtt": _obj({"enabled": BOOLEAN, "base_topic": STRING}),
+            "mqtt": _obj({"enabled": BOOLEAN, "base_topic": STRING, "commands": {"enum": ["all", "read_only"]}}),
         },
         description="Who this bridge is; never secrets (served without auth).",
     )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- operations
-
-
-def protected(method: str, path: str) -> bool:
-    return path_requires_token(method.upper(), path)
 
 
 def _json(schema: Json) -> Json:
@@ -252,7 +261,7 @@ def _ok(description: str, schema: Json) -> Json:
 def _errors(*codes: ErrorCode) -> dict[str, Json]:
     """One response per status, listing its codes (``x-error-codes``), each in the envelope."""
     by_status: dict[int, list[ErrorCode]] = {}
-    for code in (*codes, errors.INTERNAL):
+    for code in dict.fromkeys((*codes, errors.FORBIDDEN_ORIGIN, errors.INTERNAL)):
         by_status.setdefault(code.status, []).append(code)
     out: dict[str, Json] = {}
     for status, group in sorted(by_status.items()):
@@ -272,12 +281,14 @@ def _errors(*codes: ErrorCode) -> dict[str, Json]:
 
 
 def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json]]:
-    """path -> method -> operation (without security, added from the auth rule afterwards)."""
+    """path -> method -> operation (without security and its errors: :func:`add_trust` adds them from
+    the route policies)."""
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
     switch_body = _obj(
-        {"mode": {"enum": list(MODES)}, "force": BOOLEAN, "pin": BOOLEAN},
+        {"mode": {"enum": list(MODES)}, "force": BOOLEAN, "pin": {"type": ["boolean", "null"]}},
         ["mode"],
         description="pin only with mode generation; force to inference drops running and pending renders",
+        anyOf=[{"properties": {"mode": {"const": "generation"}}}, {"properties": {"pin": {"enum": [False, None]}}}],
     )
     switch_answer = _obj({"status": {"enum": ["switching", "noop"]}, "mode": {"enum": list(MODES)}})
     return {
@@ -298,7 +309,7 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
             "responses": {
                 "200": _ok("already in that mode", switch_answer),
                 "202": _ok("switch started", switch_answer),
-                **_errors(*JSON_BODY, errors.UNAUTHORIZED, errors.INVALID_MODE, errors.SWITCH_IN_PROGRESS,
+                **_errors(*JSON_BODY, errors.INVALID_MODE, errors.SWITCH_IN_PROGRESS,
                           errors.BUSY, errors.PINNED, errors.ARBITER_UNAVAILABLE),
             },
         }},
@@ -307,7 +318,7 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
             "requestBody": {"required": True, "content": _json(_obj({"pinned": BOOLEAN}))},
             "responses": {
                 "200": _ok("the pin as now set", _obj({"pinned": BOOLEAN})),
-                **_errors(*JSON_BODY, errors.UNAUTHORIZED, errors.INVALID_PIN, errors.ARBITER_UNAVAILABLE),
+                **_errors(*JSON_BODY, errors.INVALID_PIN, errors.ARBITER_UNAVAILABLE),
             },
         }},
         "/api/comfyui/cancel": {"post": {
@@ -316,7 +327,7 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
             "responses": {
                 "200": _ok("cancelled", _obj({"status": {"const": "cancelled"}, "dropped_pending": COUNT,
                                               "interrupted": COUNT})),
-                **_errors(errors.UNAUTHORIZED, errors.UPSTREAM_FAILED, errors.ENGINE_UNAVAILABLE),
+                **_errors(errors.UPSTREAM_FAILED, errors.ENGINE_UNAVAILABLE),
             },
         }},
         "/v1/images/generations": {"post": {
@@ -327,7 +338,7 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
             "requestBody": {"required": True, "content": _json(ref("ImageRequest"))},
             "responses": {
                 "200": _ok("the images", ref("ImageResponse")),
-                **_errors(*JSON_BODY, errors.UNAUTHORIZED, errors.BODY_NOT_OBJECT, errors.UNKNOWN_FIELD,
+                **_errors(*JSON_BODY, errors.BODY_NOT_OBJECT, errors.UNKNOWN_FIELD,
                           errors.PROMPT_REQUIRED, errors.INVALID_PARAMETER, errors.MODEL_NOT_CURATED,
                           errors.INVALID_N, errors.INVALID_SIZE, errors.WORKFLOW_INVALID, errors.SWITCH_FAILED,
                           errors.UPSTREAM_FAILED, errors.ENGINE_UNAVAILABLE, errors.RENDER_TIMEOUT,
@@ -339,7 +350,7 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
             "responses": {
                 "200": _ok("models", _obj({"object": {"const": "list"},
                                            "data": {"type": "array", "items": ref("Model")}})),
-                **_errors(errors.UNAUTHORIZED),
+                **_errors(),
             },
         }},
         "/api/images/cache/{name}": {"get": {
@@ -393,17 +404,67 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
     }  # fmt: skip
 
 
-def build_document(config: Config, catalogue: Catalogue) -> Json:
-    """The whole OpenAPI 3.1 document for this configuration (limits, models and auth come from it)."""
-    paths = operations(config, catalogue)
-    auth_on = bool(config.server.token)
+def _merge_errors(op: Json, *codes: ErrorCode) -> None:
+    """Add error codes to an operation's responses (one response per status, codes deduplicated)."""
+    for status, response in _errors(*codes).items():
+        have = op["responses"].setdefault(status, response)
+        if have is not response:
+            names = list(dict.fromkeys([*have.get("x-error-codes", []), *response["x-error-codes"]]))
+            have["x-error-codes"] = names
+            have["description"] = ", ".join(names)
+
+
+SECURITY_OF = {
+    Access.OPEN: [],
+    Access.TOKEN: [{"bearer": []}],
+    Access.SIGNED: [{"bearer": []}, {"signedUrl": []}],
+    Access.TOKEN_QUERY: [{"bearer": []}, {"tokenQuery": []}],
+}
+ERRORS_OF = {
+    Access.OPEN: (),
+    Access.TOKEN: (errors.UNAUTHORIZED,),
+    Access.SIGNED: (errors.UNAUTHORIZED, errors.SIGNATURE_EXPIRED, errors.SIGNATURE_INVALID),
+    Access.TOKEN_QUERY: (errors.UNAUTHORIZED,),
+}
+QUERY_PARAMETERS = {
+    Access.SIGNED: [
+        {"name": EXP_PARAM, "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "signed URL: expiry, epoch seconds (with sig; both come in the image URLs the bridge hands "
+                        "out). Ignored when a valid bearer token is sent"},
+        {"name": SIG_PARAM, "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "signed URL: base64url HMAC-SHA256 over the path and exp with the install's key"},
+    ],
+    Access.TOKEN_QUERY: [
+        {"name": TOKEN_PARAM, "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "server.token, for clients that cannot send headers (a browser EventSource)"},
+    ],
+}  # fmt: skip
+
+
+def add_trust(paths: dict[str, dict[str, Json]], policies: dict[tuple[str, str], RoutePolicy], token_set: bool) -> None:
+    """Security, query credentials and the errors they answer, per operation, from its route policy."""
     for path, methods in paths.items():
         for method, op in methods.items():
-            if protected(method, path):
-                # with no token configured the bridge lets everyone in (loopback only)
-                op["security"] = [{"bearer": []}] if auth_on else [{"bearer": []}, {}]
-            else:
-                op["security"] = []
+            policy = policies.get((method.upper(), path), DEFAULT_POLICY)
+            security = list(SECURITY_OF[policy.access])
+            # with no token configured the bridge lets everyone in (loopback only)
+            op["security"] = security + [{}] if security and not token_set else security
+            op.setdefault("parameters", []).extend(QUERY_PARAMETERS.get(policy.access, []))
+            if not op["parameters"]:
+                del op["parameters"]
+            codes = list(ERRORS_OF[policy.access])
+            if method.upper() in BODY_METHODS:
+                codes.append(errors.UNSUPPORTED_MEDIA_TYPE)
+                op["x-accepts"] = list(policy.accepts)
+            _merge_errors(op, *codes)
+
+
+def build_document(
+    config: Config, catalogue: Catalogue, policies: dict[tuple[str, str], RoutePolicy] | None = None
+) -> Json:
+    """The whole OpenAPI 3.1 document for this configuration (limits, models and auth come from it)."""
+    paths = operations(config, catalogue)
+    add_trust(paths, policies or {}, bool(config.server.token))
     schemas: dict[str, Json] = {
         "ErrorEnvelope": error_envelope_schema(),
         "ImageRequest": image_request_schema(config, catalogue),
@@ -427,8 +488,14 @@ def build_document(config: Config, catalogue: Catalogue) -> Json:
             "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "server.token; needed for writes under /api/ and everything under /v1/ "
-                                          "when a token is configured"},
+                           "description": "server.token; when one is configured every route needs it except "
+                                          "status, info and /metrics (docs/security.md)"},
+                "signedUrl": {"type": "apiKey", "in": "query", "name": SIG_PARAM,
+                              "description": "a signed, expiring image URL as the bridge hands it out "
+                                             f"(?{EXP_PARAM}=...&{SIG_PARAM}=...; valid "
+                                             f"{config.server.signed_url_ttl} s): works in <img src>"},
+                "tokenQuery": {"type": "apiKey", "in": "query", "name": TOKEN_PARAM,
+                               "description": "server.token as ?token=, only on /api/events (EventSource)"},
             },
         },
         "x-error-codes": [
@@ -446,6 +513,6 @@ async def openapi_json(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """Register ``GET /api/openapi.json``; the document is built once, from the bridge's config."""
     bridge = app[BRIDGE_KEY]
-    document = build_document(bridge.config, bridge.catalogue)
+    document = build_document(bridge.config, bridge.catalogue, route_policies(app))
     app[DOCUMENT_KEY] = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
     app.router.add_get(OPENAPI_PATH, openapi_json)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .. import errors
 from ..errors import ApiError
+from .server import Access, route_policy
 
 INDEX = "index.html"
 CONTENT_TYPES = {
@@ -70,10 +71,12 @@ def _serve(request: web.Request, name: str) -> web.Response:
     return web.Response(body=asset.body, headers={**headers, "Content-Type": asset.content_type})
 
 
+@route_policy(Access.OPEN)
 async def index(request: web.Request) -> web.Response:
     return _serve(request, INDEX)
 
 
+@route_policy(Access.OPEN)
 async def asset(request: web.Request) -> web.Response:
     return _serve(request, request.match_info["name"])
 

@@ -1,32 +1,104 @@
-"""HTTP plumbing shared by every route: the error envelope, bearer auth, JSON bodies.
+"""HTTP plumbing shared by every route: the error envelope, the trust model, JSON bodies.
 
 Routes raise :class:`ApiError`; :func:`error_middleware` is the one place that renders it, and it
 also turns aiohttp's own 404/405/413 into the same envelope, so no client ever sees an HTML page or
 a bare 500 for bad input.
+
+The trust model (docs/security.md) runs as three middlewares, in this order, for every request:
+:func:`origin_middleware` (foreign browser pages: 403, CORS for ``server.allowed_origins``),
+:func:`auth_middleware` (the token, signed URLs, ``?token=`` for event streams: 401/403) and
+:func:`media_type_middleware` (bodies in a media type the route does not accept: 415). What a route
+requires is declared once, next to its handler, with :func:`route_policy`; a route that declares
+nothing needs the token and takes only ``application/json`` bodies, so a new route is safe by default.
 """
 
 from __future__ import annotations
 
+import enum
 import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
 from .. import errors
+from ..config import ServerConfig
+from ..encoding import json_bytes
 from ..errors import ApiError
+from ..signing import EXP_PARAM, SIG_PARAM, UrlSigner
+from ..signing import Verdict as Signature
+from .origins import OriginRule, Verdict
 
 if TYPE_CHECKING:
     from ..commands import Commands
 
 _LOGGER = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-TOKEN_KEY = web.AppKey("token", str)
-MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+H = TypeVar("H", bound=Callable[..., Any])
+SERVER_KEY = web.AppKey("server_config", ServerConfig)
+ORIGIN_RULE_KEY = web.AppKey("origin_rule", OriginRule)
 BRIDGE_KEY: web.AppKey[Any] = web.AppKey("bridge")  # hal0_bridge.app.Bridge; typed loosely to avoid an import cycle
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CORS_ORIGIN = "hal0_cors_origin"  # request key: the allowed foreign origin to answer with CORS headers
+JSON = "application/json"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TOKEN_PARAM = "token"
+CORS_METHODS = "GET, HEAD, POST"
+CORS_HEADERS = "Authorization, Content-Type"
+CORS_MAX_AGE = "600"
+
+
+# ------------------------------------------------------------------------------- route policies
+
+
+class Access(enum.Enum):
+    """What a route needs when ``server.token`` is set (without a token, loopback-only is the rule)."""
+
+    OPEN = "open"  # nothing: status, info, /metrics, the page's static files
+    TOKEN = "token"  # Authorization: Bearer <token>
+    SIGNED = "signed"  # the token, or a signed URL the bridge handed out (?exp=&sig=): <img src>
+    TOKEN_QUERY = "token_query"  # the token in the header or as ?token= (EventSource sends no headers)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePolicy:
+    access: Access = Access.TOKEN
+    accepts: tuple[str, ...] = (JSON,)  # media types of a request body (POST and friends)
+
+
+DEFAULT_POLICY = RoutePolicy()
+_POLICY_ATTR = "__hal0_route_policy__"
+
+
+def route_policy(access: Access = Access.TOKEN, accepts: tuple[str, ...] = (JSON,)) -> Callable[[H], H]:
+    """Declare what a route requires, on its handler: ``@route_policy(Access.OPEN)``,
+    ``@route_policy(accepts=("multipart/form-data",))``. Undecorated handlers get :data:`DEFAULT_POLICY`."""
+    policy = RoutePolicy(access, tuple(media.lower() for media in accepts))
+
+    def mark(handler: H) -> H:
+        setattr(handler, _POLICY_ATTR, policy)
+        return handler
+
+    return mark
+
+
+def policy_of(handler: Any) -> RoutePolicy:
+    policy = getattr(handler, _POLICY_ATTR, None)
+    return policy if isinstance(policy, RoutePolicy) else DEFAULT_POLICY
+
+
+def route_policies(app: web.Application) -> dict[tuple[str, str], RoutePolicy]:
+    """(method, path template) -> policy for every route (HEAD twins of GET left out); OpenAPI reads it."""
+    return {
+        (route.method, route.resource.canonical): policy_of(route.handler)
+        for route in app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+
+
+# ------------------------------------------------------------------------------- answers
 
 
 def commands_of(request: web.Request) -> Commands:
@@ -36,12 +108,8 @@ def commands_of(request: web.Request) -> Commands:
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        text=json.dumps(data, separators=(",", ":"), ensure_ascii=False),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
+    """Always encodable: echoed user text may hold lone surrogates (see :mod:`hal0_bridge.encoding`)."""
+    return web.Response(body=json_bytes(data), status=status, content_type="application/json", headers=headers)
 
 
 def error_response(err: ApiError) -> web.Response:
@@ -55,23 +123,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as err:
         return error_response(err)
     except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SERVER_KEY].max_body_bytes
         return error_response(
-            ApiError(
-                errors.BODY_TOO_LARGE,
-                f"request body is larger than {request.app[MAX_BODY_KEY]} bytes",
-                details={"max_bytes": request.app[MAX_BODY_KEY]},
-            )
+            ApiError(errors.BODY_TOO_LARGE, f"request body is larger than {limit} bytes", details={"max_bytes": limit})
         )
     except web.HTTPNotFound:
         return error_response(ApiError(errors.NOT_FOUND, f"no route for {request.path}"))
     except web.HTTPMethodNotAllowed as exc:
-        return error_response(
+        allowed = sorted(exc.allowed_methods)
+        response = error_response(
             ApiError(
                 errors.METHOD_NOT_ALLOWED,
                 f"{request.method} is not allowed on {request.path}",
-                details={"allowed": sorted(exc.allowed_methods)},
+                details={"allowed": allowed},
             )
         )
+        response.headers["Allow"] = ", ".join(allowed)  # RFC 9110: a 405 names what is allowed
+        return response
     except web.HTTPException:
         raise
     except Exception:
@@ -80,24 +148,121 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(ApiError(errors.INTERNAL, "internal error; see the bridge log"))
 
 
-def path_requires_token(method: str, path: str) -> bool:
-    """Write routes and everything under /v1 need the bearer token when one is configured."""
-    return path.startswith("/v1/") or (method not in READ_METHODS and path.startswith("/api/"))
+# ------------------------------------------------------------------------------- the trust model
 
 
-def requires_token(request: web.Request) -> bool:
-    return path_requires_token(request.method, request.path)
+def _routed(request: web.Request) -> bool:
+    """False for requests no route serves (404/405): they get that answer, whatever else is wrong."""
+    return request.match_info.http_exception is None
+
+
+@web.middleware
+async def origin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse foreign browser pages (and DNS rebinding without a token); CORS for allowed origins."""
+    rule = request.app[ORIGIN_RULE_KEY]
+    host = request.headers.get("Host")
+    if not rule.host_ok(host):
+        raise ApiError(
+            errors.FORBIDDEN_ORIGIN,
+            "the Host header names no address of this bridge (DNS rebinding guard); set server.public_url "
+            "or server.allowed_origins for the name you use",
+            details={"host": host},
+        )
+    origin = request.headers.get("Origin")
+    verdict = rule.judge(origin, host, request.method, request.headers.get("Sec-Fetch-Site"))
+    if verdict is Verdict.FORBIDDEN:
+        raise ApiError(
+            errors.FORBIDDEN_ORIGIN,
+            "requests from this web page are refused; add its origin to server.allowed_origins to allow it",
+            details={"origin": origin},
+        )
+    if verdict is Verdict.ALLOWED:
+        request[CORS_ORIGIN] = origin
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            return web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Methods": CORS_METHODS,
+                    "Access-Control-Allow-Headers": CORS_HEADERS,
+                    "Access-Control-Max-Age": CORS_MAX_AGE,
+                },
+            )
+    return await handler(request)
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every answer to an allowed origin (errors, SSE, images) is readable there."""
+    origin = request.get(CORS_ORIGIN)
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+        response.headers.add("Vary", "Origin")
+
+
+def _bearer_ok(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _query_token_ok(request: web.Request, token: str) -> bool:
+    given = request.query.get(TOKEN_PARAM)
+    return given is not None and hmac.compare_digest(given.encode("utf-8", "replace"), token.encode())
+
+
+def _check_signature(request: web.Request) -> bool:
+    """True for a valid signed URL, False when none was given; raises for a tampered or expired one."""
+    exp, sig = request.query.get(EXP_PARAM), request.query.get(SIG_PARAM)
+    if exp is None and sig is None:
+        return False
+    # made at start-up when server.token is set (the key file is read off the loop)
+    signer: UrlSigner | None = getattr(request.app.get(BRIDGE_KEY), "signer", None)
+    verdict = Signature.INVALID if signer is None else signer.verify(request.path, exp, sig)
+    if verdict is Signature.EXPIRED:
+        raise ApiError(errors.SIGNATURE_EXPIRED, "this signed URL has expired; ask for the image again or send the token")
+    if verdict is Signature.INVALID:
+        raise ApiError(errors.SIGNATURE_INVALID, "the URL's signature does not match (altered, or signed by another install)")
+    return True
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.app[TOKEN_KEY]
-    if token and requires_token(request):
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(errors.UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer <token>)")
+    token = request.app[SERVER_KEY].token
+    if token and _routed(request):
+        access = policy_of(request.match_info.handler).access
+        if access is not Access.OPEN and not _bearer_ok(request, token):
+            if access is Access.SIGNED and _check_signature(request):
+                pass
+            elif access is Access.TOKEN_QUERY and _query_token_ok(request, token):
+                pass
+            else:
+                raise ApiError(errors.UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer <token>)")
     return await handler(request)
+
+
+def media_type(request: web.Request) -> str | None:
+    header = request.headers.get("Content-Type")
+    return header.split(";", 1)[0].strip().lower() if header is not None else None
+
+
+@web.middleware
+async def media_type_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A body must be in a media type the route accepts: a ``text/plain`` form post needs no CORS
+    preflight, so without this any page could send one. An empty body passes whatever its type says
+    (clients label it ``application/octet-stream``; there is nothing to read), and a route that needs a
+    body refuses it itself. Foreign pages are refused before this, by the Origin rule."""
+    if request.method in BODY_METHODS and _routed(request) and request.body_exists:
+        accepts = policy_of(request.match_info.handler).accepts
+        given = media_type(request)
+        if given not in accepts:
+            raise ApiError(
+                errors.UNSUPPORTED_MEDIA_TYPE,
+                f"send the body as {' or '.join(accepts)} (Content-Type header)",
+                details={"content_type": given, "accepted": list(accepts)},
+            )
+    return await handler(request)
+
+
+# ------------------------------------------------------------------------------- bodies
 
 
 async def read_json(request: web.Request) -> Any:
@@ -111,10 +276,16 @@ async def read_json(request: web.Request) -> Any:
         raise ApiError(errors.INVALID_JSON, f"request body is not valid JSON: {err}") from None
     except RecursionError:
         raise ApiError(errors.INVALID_JSON, "request body is nested too deeply") from None
+    except ValueError:  # Python's int limit: an integer of more than 4300 digits
+        raise ApiError(errors.INVALID_JSON, "request body holds an integer with too many digits") from None
 
 
-def make_app(token: str, max_body_bytes: int) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=max_body_bytes)
-    app[TOKEN_KEY] = token
-    app[MAX_BODY_KEY] = max_body_bytes
+def make_app(server: ServerConfig) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, origin_middleware, auth_middleware, media_type_middleware],
+        client_max_size=server.max_body_bytes,
+    )
+    app[SERVER_KEY] = server
+    app[ORIGIN_RULE_KEY] = OriginRule.from_config(server)
+    app.on_response_prepare.append(add_cors_headers)
     return app

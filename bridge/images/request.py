@@ -47,8 +47,16 @@ class ImageRequest:
     cfg: float | None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _as_int(value: Any) -> int | None:
+    """An integer, or None. ``2.0`` counts (JSON Schema's "integer" is any number without a
+    fraction, and clients that compute a value may send it so); ``true`` and ``2.5`` do not."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _invalid(param: str, message: str) -> ApiError:
@@ -68,10 +76,14 @@ def _extras(body: dict[str, Any]) -> dict[str, Any]:
             f"unknown field extra_body.{unknown[0]}; accepted: {', '.join(HAL0_EXTRAS)}",
             param=f"extra_body.{unknown[0]}",
         )
-    merged = {k: body[k] for k in HAL0_EXTRAS if k in body}
+    # null means "not given", in either place; given in both places is refused, even with equal
+    # values, so the rule is one an OpenAPI schema can state (and a client never wonders which won)
+    merged = {k: body[k] for k in HAL0_EXTRAS if body.get(k) is not None}
     for key, value in extra.items():
-        if key in merged and merged[key] != value:
-            raise _invalid(key, f"{key} is given twice with different values (top level and extra_body)")
+        if value is None:
+            continue
+        if key in merged:
+            raise _invalid(key, f"{key} is given twice (at top level and in extra_body); give it once")
         merged[key] = value
     return merged
 
@@ -85,7 +97,7 @@ def parse_size(value: Any, spec: ModelSpec, image: ImageConfig) -> tuple[int, in
         return int(width), int(height)
     if not isinstance(value, str):
         raise ApiError(errors.INVALID_SIZE, "size must be a string like \"1024x1024\" or \"auto\"", param="size")
-    match = SIZE_RE.match(value.strip().lower())
+    match = SIZE_RE.match(value.strip(" \t").lower())  # the OpenAPI pattern says the same
     if not match:
         raise ApiError(errors.INVALID_SIZE, f"size {value!r} is not WIDTHxHEIGHT (e.g. 1024x1024) or auto", param="size")
     width, height = int(match.group(1)), int(match.group(2))
@@ -108,9 +120,10 @@ def _int_in(extras: dict[str, Any], key: str, low: int, high: int) -> int | None
     value = extras.get(key)
     if value is None:
         return None
-    if not _is_int(value) or not low <= value <= high:
+    number = _as_int(value)
+    if number is None or not low <= number <= high:
         raise _invalid(key, f"{key} must be an integer between {low} and {high}")
-    return value
+    return number
 
 
 def _cfg(extras: dict[str, Any]) -> float | None:
@@ -145,10 +158,8 @@ def parse(body: Any, catalogue: Catalogue, image: ImageConfig) -> ImageRequest:
         raise _invalid("model", "model must be a string")
     spec = catalogue.resolve(model_name)
 
-    n = body.get("n", 1)
-    if n is None:
-        n = 1
-    if not _is_int(n) or not 1 <= n <= image.max_n:
+    n = _as_int(1 if body.get("n") is None else body["n"])
+    if n is None or not 1 <= n <= image.max_n:
         raise ApiError(errors.INVALID_N, f"n must be an integer between 1 and {image.max_n}", param="n")
 
     width, height = parse_size(body.get("size"), spec, image)
@@ -160,7 +171,9 @@ def parse(body: Any, catalogue: Catalogue, image: ImageConfig) -> ImageRequest:
         raise _invalid("response_format", "response_format must be \"url\" or \"b64_json\"")
 
     extras = _extras(body)
-    negative = extras.get("negative_prompt") or ""
+    negative = extras.get("negative_prompt")
+    if negative is None:  # not `or ""`: {} or 0 must be refused, not read as "no negative prompt"
+        negative = ""
     if not isinstance(negative, str) or len(negative) > MAX_PROMPT_CHARS:
         raise _invalid("negative_prompt", "negative_prompt must be a string")
 

@@ -17,6 +17,7 @@ from ..comfyui.facade import ComfyUI
 from ..config import Config
 from ..errors import ApiError
 from ..gpu.gate import GpuGate
+from ..signing import UrlSigner
 from ..status import StatusHub
 from .cache import ImageCache
 from .request import MAX_SEED, ImageRequest
@@ -36,6 +37,7 @@ class ImageService:
         comfy: ComfyUI,
         cache: ImageCache,
         gate: GpuGate,
+        signer: UrlSigner | None = None,
     ) -> None:
         self._config = config
         self._hub = hub
@@ -43,9 +45,13 @@ class ImageService:
         self._comfy = comfy
         self._cache = cache
         self._gate = gate
+        self._signer = signer
 
     def image_url(self, name: str) -> str:
+        """The cache URL of an image; signed and expiring when a token guards the API (docs/security.md)."""
         path = f"{CACHE_ROUTE}{name}"
+        if self._signer is not None:
+            path = self._signer.sign(path)
         public = self._config.server.public_url
         return f"{public}{path}" if public else path
 

@@ -54,6 +54,9 @@ class MqttBridge:
         self._commands = commands
         self.topics = Topics.from_config(config.mqtt)
         self._v5 = self._mqtt.protocol == "5"
+        # mqtt.commands = "read_only": MQTT publishes state and events but takes no commands at all
+        self._read_only = self._mqtt.commands == "read_only"
+        self._subscriptions = self.topics.command_topics(read_only=self._read_only)
         self._max_payload = config.server.max_body_bytes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
@@ -237,7 +240,7 @@ class MqttBridge:
         self._connected = True
         self._failures = 0
         _LOGGER.info("MQTT: connected to %s:%s", self._mqtt.host, self._mqtt.port)
-        _rc, self._subscribe_mid = self._client.subscribe([(topic, QOS) for topic in self.topics.command_topics()])
+        _rc, self._subscribe_mid = self._client.subscribe([(topic, QOS) for topic in self._subscriptions])
         # Everything is published again once the SUBACK is in (see _on_subscribe).
 
     def _on_connect_fail(self, reason: str = "broker unreachable") -> None:
@@ -256,7 +259,7 @@ class MqttBridge:
     def _on_subscribe(self, mid: int, reasons: list[ReasonCode]) -> None:
         if mid != self._subscribe_mid or not self._connected:
             return
-        refused = [t for t, r in zip(self.topics.command_topics(), reasons, strict=False) if r.is_failure]
+        refused = [t for t, r in zip(self._subscriptions, reasons, strict=False) if r.is_failure]
         if refused:  # e.g. a broker ACL: the bridge still publishes, but cannot hear these
             _LOGGER.warning("MQTT: broker refused subscriptions to %s", ", ".join(refused))
         # A broker restart loses retained messages, so every connect publishes everything again.
@@ -300,7 +303,8 @@ class MqttBridge:
         if info is not None:
             self._publish(self.topics.info, to_json(info), retain=True)
         if self._mqtt.discovery:
-            self._publish(self.topics.discovery, to_json(discovery_payload(self.topics, info or {})), retain=True)
+            payload = discovery_payload(self.topics, info or {}, read_only=self._read_only)
+            self._publish(self.topics.discovery, to_json(payload), retain=True)
         else:
             # An empty retained config removes entities an earlier run with discovery on created.
             self._publish(self.topics.discovery, b"", retain=True)
@@ -382,6 +386,9 @@ class MqttBridge:
             if message.payload.strip().lower() == ONLINE.encode() and self._connected:
                 _LOGGER.info("MQTT: Home Assistant is online; publishing everything again")
                 self._publish_everything()
+            return
+        if self._read_only:  # never subscribed; a broker may still deliver (overlapping filters)
+            _LOGGER.debug("MQTT: read_only, ignoring message on %s", topic)
             return
         if topic == self.topics.mode_set:
             action, parse = "switchover", parse_mode_set

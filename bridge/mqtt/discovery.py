@@ -25,8 +25,36 @@ def _gib(field: str) -> str:
     )
 
 
-def discovery_payload(topics: Topics, info: dict[str, Any]) -> dict[str, Any]:
-    """The device discovery config for ``topics.discovery`` (``info`` is Commands.info())."""
+def _read_only_controls(topics: Topics, uid: Any) -> dict[str, dict[str, Any]]:
+    """The GPU mode and the pin as read-only entities (their own unique ids: another platform)."""
+    return {
+        "mode_state": {
+            "platform": "sensor",
+            "name": "GPU mode",
+            "unique_id": uid("mode_state"),
+            "state_topic": topics.mode,
+            "device_class": "enum",
+            "options": list(MODES),
+            "icon": "mdi:expansion-card",
+        },
+        "pinned_state": {
+            "platform": "binary_sensor",
+            "name": "Pin image mode",
+            "unique_id": uid("pinned_state"),
+            "state_topic": topics.pinned,
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "icon": "mdi:pin",
+        },
+    }
+
+
+def discovery_payload(topics: Topics, info: dict[str, Any], *, read_only: bool = False) -> dict[str, Any]:
+    """The device discovery config for ``topics.discovery`` (``info`` is Commands.info()).
+
+    ``read_only`` (``mqtt.commands``): the bridge hears no command topic, so the mode and the pin are
+    offered as a sensor and a binary sensor instead of a select and a switch that could do nothing.
+    """
     node = topics.node_id
 
     def uid(key: str) -> str:
@@ -113,6 +141,7 @@ def discovery_payload(topics: Topics, info: dict[str, Any]) -> dict[str, Any]:
             "icon": "mdi:tray-full",
         },
         **memory_sensors,
+        **(_read_only_controls(topics, uid) if read_only else {}),
         "switching": {
             "platform": "binary_sensor",
             "name": "Switching",
@@ -122,6 +151,8 @@ def discovery_payload(topics: Topics, info: dict[str, Any]) -> dict[str, Any]:
             "device_class": "running",
         },
     }
+    if read_only:
+        del components["mode"], components["pinned"]
     return {
         "device": device,
         "origin": {"name": "hal0-bridge", "sw_version": __version__},

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import errors
+from ..encoding import json_bytes
 from ..errors import ApiError
 from .topics import Topics
 
@@ -19,7 +20,7 @@ PIN_WORDS = {"on": True, "true": True, "off": False, "false": False}
 
 
 def to_json(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return json_bytes(data, default=str)  # echoed user text may hold lone surrogates
 
 
 def state_payloads(topics: Topics, status: dict[str, Any]) -> dict[str, bytes]:

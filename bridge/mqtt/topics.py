@@ -103,16 +103,20 @@ class Topics:
         action = topic[len(self.request_prefix) :]
         return action if action and "/" not in action else None
 
-    def may_answer_on(self, topic: str) -> bool:
-        """Whether an MQTT 5 response topic chosen by a requester is acceptable.
+    @property
+    def response_prefix(self) -> str:
+        return f"{self.base}/response/"
 
-        Never a wildcard, and never one of our own state, command or event topics or Home
-        Assistant's discovery tree: a request must not make the bridge speak on those.
+    def may_answer_on(self, topic: str) -> bool:
+        """Whether an MQTT 5 response topic chosen by a requester is acceptable: only below
+        ``<base>/response/``, never a wildcard.
+
+        So a request can never make the bridge speak on another device's command topic, on Home
+        Assistant's discovery tree or on our own state topics, and a broker ACL that lets clients
+        read ``<base>/response/#`` covers every answer (docs/mqtt.md).
         """
-        if not topic or set(topic) & {"+", "#"}:
-            return False
-        reserved = (f"{self.base}/comfyui/", f"{self.base}/bridge/", f"{self.base}/request/", f"{self.discovery_prefix}/")
-        return not topic.startswith(reserved) and topic not in (self.availability, self.event)
+        prefix = self.response_prefix
+        return len(topic) > len(prefix) and topic.startswith(prefix) and not set(topic) & {"+", "#", "\0"}
 
     # events
     @property
@@ -130,6 +134,8 @@ class Topics:
         """Device-based discovery config (one message for every entity of this bridge)."""
         return f"{self.discovery_prefix}/device/{self.node_id}/config"
 
-    def command_topics(self) -> tuple[str, ...]:
-        """Everything the bridge subscribes to."""
+    def command_topics(self, *, read_only: bool = False) -> tuple[str, ...]:
+        """Everything the bridge subscribes to; ``mqtt.commands = "read_only"``: only HA's birth message."""
+        if read_only:
+            return (self.ha_status,)
         return (self.mode_set, self.pin_set, self.request_filter, self.ha_status)

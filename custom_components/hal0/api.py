@@ -361,10 +361,14 @@ class Hal0Client:
         )
 
     async def fetch_image(self, url: str) -> bytes:
-        """Bytes of a cached image (``/api/images/cache/<uuid>.png``, no auth needed)."""
+        """Bytes of a cached image (``/api/images/cache/<uuid>.png``).
+
+        With a token the bridge signs image URLs, but a signature expires (``server.signed_url_ttl``)
+        while the entity may show an older image: the bearer header opens it whatever the signature.
+        """
         try:
             async with self._session.get(
-                self.url(url), timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+                self.url(url), headers=self._headers(True), timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
             ) as resp:
                 if resp.status != 200:
                     raise Hal0ApiError(resp.status, "image.cache_miss", f"HTTP {resp.status} for {url}")
@@ -381,7 +385,9 @@ class Hal0Client:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=STREAM_CONNECT_TIMEOUT, sock_read=STREAM_READ_TIMEOUT)
         try:
             async with self._session.get(
-                self.url("/api/events"), headers={"Accept": "text/event-stream"}, timeout=timeout
+                self.url("/api/events"),
+                headers={"Accept": "text/event-stream", **self._headers(True)},
+                timeout=timeout,
             ) as resp:
                 if resp.status != 200:
                     raise Hal0ConnectionError(f"/api/events answered HTTP {resp.status}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -108,7 +109,7 @@ async def test_last_image_is_none_when_the_cache_lost_it(
     await setup_entry(hass, full_bridge)
     image_id = eid(hass, "image", "last_image")
     answer = await _generate(hass)
-    name = answer["urls"][0].rsplit("/", 1)[1]
+    name = urlsplit(answer["urls"][0]).path.rsplit("/", 1)[1]  # the URL is signed: ?exp=...&sig=...
     cache_dir = Path(full_bridge.bridge.config.image.cache_dir)
     for path in cache_dir.rglob(name):
         path.unlink()
@@ -150,3 +151,25 @@ async def test_ai_task_failure_is_a_translated_error(hass: HomeAssistant, full_b
         await ai_task.async_generate_image(hass, task_name="t", entity_id=entity_id, instructions="x")
 
     assert err.value.translation_placeholders["code"] == "image.upstream_failed"
+
+
+async def test_last_image_opens_with_the_token_when_its_signature_is_gone(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, full_bridge: RunningBridge
+) -> None:
+    """A signed URL expires (server.signed_url_ttl) while the entity may still show that image:
+    the integration sends its bearer token with every image fetch, so the image stays visible."""
+    entry = await setup_entry(hass, full_bridge)
+    answer = await _generate(hass)
+    signed = urlsplit(answer["urls"][0])
+    assert "sig=" in signed.query  # the bridge has a token: its image URLs are signed
+    unsigned = signed._replace(query="").geturl()
+    async with aiohttp.ClientSession() as session, session.get(unsigned) as resp:
+        assert resp.status == 401  # without the signature, the bytes need the token
+    entry.runtime_data.record_image(unsigned)
+    await hass.async_block_till_done()
+
+    client = await hass_client()
+    resp = await client.get(f"/api/image_proxy/{eid(hass, 'image', 'last_image')}")
+
+    assert resp.status == 200
+    assert (await resp.read()).startswith(PNG)

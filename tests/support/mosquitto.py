@@ -137,6 +137,7 @@ class Mosquitto:
         port: int | None = None,
         tls: bool = False,
         require_client_cert: bool = False,
+        acl: str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +146,7 @@ class Mosquitto:
         self.users = dict(users or {})
         self.tls = make_tls_files(self.workdir / "tls") if tls or require_client_cert else None
         self.require_client_cert = require_client_cert
+        self.acl = acl  # mosquitto acl_file contents
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -166,6 +168,11 @@ class Mosquitto:
                 subprocess.run([MOSQUITTO_PASSWD, *flags, "-b", str(pwfile), name, password], check=True)
             pwfile.chmod(0o600)
             lines += ["allow_anonymous false", f"password_file {pwfile}"]
+        if self.acl is not None:
+            aclfile = self.workdir / "acl"
+            aclfile.write_text(self.acl)
+            aclfile.chmod(0o600)
+            lines.append(f"acl_file {aclfile}")
         else:
             lines.append("allow_anonymous true")
         self.conf.write_text("\n".join(lines) + "\n")

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from tests.support.comfyui_standin import ComfyStandIn
 
 GEN = "/v1/images/generations"
+JSON_BODY = {"Content-Type": "application/json"}
 
 
 def assert_envelope(body: dict[str, Any], code: str, param: str | None = None) -> None:
@@ -78,6 +79,11 @@ BAD_IMAGE_BODIES = [
      "negative_prompt"),
     ("extra_body_not_object", b'{"prompt": "a cat", "extra_body": "seed=1"}', 422, "image.invalid_parameter",
      "extra_body"),
+    ("seed_twice_equal", b'{"prompt": "a cat", "seed": 1, "extra_body": {"seed": 1}}', 422, "image.invalid_parameter",
+     "seed"),
+    ("negative_prompt_object", b'{"prompt": "a cat", "negative_prompt": {}}', 422, "image.invalid_parameter",
+     "negative_prompt"),
+    ("n_false", b'{"prompt": "a cat", "n": false}', 422, "image.invalid_n", "n"),
     ("seed_conflict", b'{"prompt": "a cat", "seed": 1, "extra_body": {"seed": 2}}', 422, "image.invalid_parameter",
      "seed"),
 ]
@@ -92,7 +98,7 @@ async def test_bad_image_request_is_refused_before_comfyui(
     api: TestClient, standin: ComfyStandIn, body: bytes, status: int, code: str, param: str | None
 ) -> None:
     before = await snapshot(api)
-    resp = await api.post(GEN, data=body, headers={"Content-Type": "application/json"})
+    resp = await api.post(GEN, data=body, headers=JSON_BODY)
     assert resp.status == status
     assert resp.content_type == "application/json"
     assert_envelope(await resp.json(), code, param)
@@ -101,7 +107,7 @@ async def test_bad_image_request_is_refused_before_comfyui(
 
 
 async def test_oversized_body_is_413(api: TestClient, standin: ComfyStandIn) -> None:
-    resp = await api.post(GEN, data=json.dumps({"prompt": "x" * 300_000}))
+    resp = await api.post(GEN, data=json.dumps({"prompt": "x" * 300_000}), headers=JSON_BODY)
     assert resp.status == 413
     assert_envelope(await resp.json(), "request.body_too_large")
     assert standin.counters.prompts_submitted == 0
@@ -125,7 +131,7 @@ BAD_SWITCH_BODIES = [
 )
 async def test_bad_switchover_body(api: TestClient, body: bytes, status: int, code: str) -> None:
     before = await snapshot(api)
-    resp = await api.post("/api/comfyui/switchover", data=body)
+    resp = await api.post("/api/comfyui/switchover", data=body, headers=JSON_BODY)
     assert resp.status == status
     assert_envelope(await resp.json(), code)
     assert await snapshot(api) == before
@@ -135,7 +141,7 @@ async def test_bad_switchover_body(api: TestClient, body: bytes, status: int, co
     "body", [b'{"pinned": "true"}', b'{"pinned": 1}', b"{}", b"[true]", b'{"pinned": true, "x": 1}', b"null"]
 )
 async def test_bad_pin_body(api: TestClient, body: bytes) -> None:
-    resp = await api.post("/api/comfyui/pin", data=body)
+    resp = await api.post("/api/comfyui/pin", data=body, headers=JSON_BODY)
     assert resp.status == 422
     assert_envelope(await resp.json(), "comfyui.invalid_pin", "pinned")
 

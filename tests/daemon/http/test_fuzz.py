@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from tests.daemon.conftest import FAST_COMFYUI
-from tests.daemon.http.test_openapi import check_answer, validate
+from tests.daemon.http.test_openapi import check_answer, fetch_doc, validate
 from tests.support import fake_llama
 from tests.support.comfyui_standin import ComfyStandIn
 
@@ -118,8 +118,53 @@ def encoded(values: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
     return values.map(lambda v: json.dumps(v, ensure_ascii=False).encode())
 
 
+# Python refuses to turn more than 4300 digits into an int (json.loads raises ValueError), so these
+# are written as text: a valid body with one value replaced by a huge integer, anywhere in it.
+huge_digits = st.integers(4301, 6000).map(lambda n: b"9" * n) | st.integers(4301, 4400).map(lambda n: b"-" + b"1" * n)
+# lone surrogates ("\ud800") in field names and values: valid JSON, not encodable as UTF-8
+surrogates = st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3)
+surrogate_text = st.tuples(st.text(max_size=5), surrogates, st.text(max_size=5)).map("".join)
+
+
+def with_huge_integer(objects: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[bytes]:
+    marker = "__HUGE__"
+
+    def place(obj: dict[str, Any], where: str, digits: bytes) -> bytes:
+        target = {**obj, where: marker} if where != "[list]" else {**obj, "extra_body": [1, marker]}
+        return json.dumps(target).encode().replace(f'"{marker}"'.encode(), digits)
+
+    keys = st.sampled_from(["seed", "n", "steps", "cfg", "mode", "pinned", "force", "stpes", "[list]"])
+    return st.builds(place, objects, keys, huge_digits) | huge_digits
+
+
+def with_surrogates(objects: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[bytes]:
+    """A body whose field name or value holds a lone surrogate (sent as JSON's \\uXXXX escape)."""
+    as_key = st.builds(lambda obj, key, value: {**obj, key: value}, objects, surrogate_text, json_values)
+    as_value = st.builds(
+        lambda obj, key, value: {**obj, key: value},
+        objects, st.sampled_from(["prompt", "model", "size", "mode", "negative_prompt", "quality"]), surrogate_text,
+    )  # fmt: skip
+    return (as_key | as_value).map(lambda v: json.dumps(v, ensure_ascii=True).encode())
+
+
+def deeply_nested(objects: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[bytes]:
+    """Nesting from harmless to far past the parser's recursion limit, as a body or inside a field."""
+    depth = st.integers(2, 3000) | st.integers(10_000, 50_000)
+
+    def nest(obj: dict[str, Any], levels: int, key: str, opener: str) -> bytes:
+        closer = {"[": "]", '{"a":': "}"}[opener]
+        inner = (opener * levels + "0" + closer * levels).encode()
+        if key == "(body)":
+            return inner
+        return json.dumps({**obj, key: "__DEEP__"}).encode().replace(b'"__DEEP__"', inner)
+
+    keys = st.sampled_from(["(body)", "quality", "extra_body", "prompt", "mode", "pinned"])
+    return st.builds(nest, objects, depth, keys, st.sampled_from(["[", '{"a":']))
+
+
 def bodies(objects: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[bytes]:
-    """JSON of the right shape (valid or spoiled), any JSON, garbage bytes, truncated JSON, bodies past the limit."""
+    """JSON of the right shape (valid or spoiled), any JSON, garbage bytes, truncated JSON, bodies past
+    the limit, huge integers, lone surrogates and deep nesting."""
     return st.one_of(
         encoded(objects),
         encoded(objects),
@@ -127,11 +172,19 @@ def bodies(objects: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[byte
         st.binary(max_size=64),
         encoded(objects).map(lambda b: b[: max(1, len(b) // 2)]),
         st.integers(MAX_BODY + 1, MAX_BODY * 3).map(lambda n: b'{"prompt": "' + b"x" * n + b'"}'),
+        with_huge_integer(objects),
+        with_surrogates(objects),
+        deeply_nested(objects),
     )
 
 
-content_types = st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", ""])
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40)
+# every kind of Content-Type a client or a browser page can send; only application/json is accepted
+content_types = st.sampled_from([
+    "application/json", "application/json; charset=utf-8", "APPLICATION/JSON", "application/json;charset=latin-1",
+    "text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+    "application/octet-stream", "text/json", "application/problem+json", "application/jsonx", "", ";", "*/*",
+]) | header_text  # fmt: skip
 auth_headers = st.one_of(
     st.none(),
     st.just(f"Bearer {TOKEN}"),
@@ -180,7 +233,7 @@ class Witness:
 
 
 async def doc_of(api: TestClient) -> dict[str, Any]:
-    return await (await api.get("/api/openapi.json")).json()
+    return await fetch_doc(api)
 
 
 async def send(
@@ -238,26 +291,35 @@ async def secured(aiohttp_client: Any, bridge_config: Callable[..., Config], sta
     return Witness(await aiohttp_client(create_app(config)), standin)
 
 
+def refused_media_type(body: bytes | None, content_type: str) -> bool:
+    """The rule, restated: a non-empty body whose media type is not application/json is a 415."""
+    return bool(body) and content_type.split(";")[0].strip().lower() != "application/json"
+
+
 @fuzz
 @given(body=bodies(image_objects), content_type=content_types)
 async def test_image_route_survives_any_body(plain: Witness, body: bytes, content_type: str) -> None:
     doc = await doc_of(plain.api)
-    await send(plain.api, plain, doc, "POST", GEN, GEN, body=body, headers={"Content-Type": content_type})
+    status = await send(plain.api, plain, doc, "POST", GEN, GEN, body=body, headers={"Content-Type": content_type})
+    assert (status == 415) == refused_media_type(body, content_type), (content_type, status)
 
 
 @fuzz
-@given(body=bodies(switch_objects))
-async def test_switchover_survives_any_body_without_an_arbiter(plain: Witness, body: bytes) -> None:
+@given(body=bodies(switch_objects), content_type=content_types)
+async def test_switchover_survives_any_body_without_an_arbiter(plain: Witness, body: bytes, content_type: str) -> None:
     doc = await doc_of(plain.api)
     path = "/api/comfyui/switchover"
-    await send(plain.api, plain, doc, "POST", path, path, body=body)
+    status = await send(plain.api, plain, doc, "POST", path, path, body=body, headers={"Content-Type": content_type})
+    assert (status == 415) == refused_media_type(body, content_type), (content_type, status)
 
 
 @fuzz
-@given(route=st.sampled_from(["/api/comfyui/pin", "/api/comfyui/cancel"]), body=bodies(pin_objects))
-async def test_pin_and_cancel_survive_any_body(plain: Witness, route: str, body: bytes) -> None:
+@given(route=st.sampled_from(["/api/comfyui/pin", "/api/comfyui/cancel"]), body=bodies(pin_objects),
+       content_type=content_types)  # fmt: skip
+async def test_pin_and_cancel_survive_any_body(plain: Witness, route: str, body: bytes, content_type: str) -> None:
     doc = await doc_of(plain.api)
-    await send(plain.api, plain, doc, "POST", route, route, body=body)
+    status = await send(plain.api, plain, doc, "POST", route, route, body=body, headers={"Content-Type": content_type})
+    assert (status == 415) == refused_media_type(body, content_type), (content_type, status)
 
 
 @fuzz
@@ -342,7 +404,10 @@ async def arbitrated(aiohttp_client: Any, tmp_path: Path) -> Witness:
 @given(
     route=st.sampled_from(POST_ROUTES),
     body=st.one_of(bodies(switch_objects), bodies(image_objects), bodies(pin_objects)),
+    content_type=content_types,
 )
-async def test_refused_requests_leave_the_arbiter_as_it_was(arbitrated: Witness, route: str, body: bytes) -> None:
+async def test_refused_requests_leave_the_arbiter_as_it_was(
+    arbitrated: Witness, route: str, body: bytes, content_type: str
+) -> None:
     doc = await doc_of(arbitrated.api)
-    await send(arbitrated.api, arbitrated, doc, "POST", route, route, body=body)
+    await send(arbitrated.api, arbitrated, doc, "POST", route, route, body=body, headers={"Content-Type": content_type})

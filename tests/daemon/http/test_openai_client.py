@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import openai
 import pytest
@@ -28,7 +29,9 @@ async def client(aiohttp_client: Any, bridge_config: Any) -> AsyncIterator[Async
 async def test_generate_url(client: AsyncOpenAI) -> None:
     result = await client.images.generate(model="sdxl-turbo", prompt="a lighthouse", size="256x256")
     assert len(result.data) == 1
-    assert result.data[0].url and result.data[0].url.endswith(".png")
+    url = urlsplit(result.data[0].url or "")
+    assert url.path.endswith(".png")
+    assert set(parse_qs(url.query)) == {"exp", "sig"}  # a token is set: the URL opens without it
 
 
 async def test_generate_b64_json_n_2(client: AsyncOpenAI) -> None:

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, make_mocked_request
+from aiohttp.test_utils import TestClient
 from hal0_bridge import errors
-from hal0_bridge.images import request as image_request
 from hal0_bridge.app import create_app
 from hal0_bridge.config import Config
 from hal0_bridge.errors import ApiError, ErrorCode
-from hal0_bridge.http.server import BRIDGE_KEY, requires_token
+from hal0_bridge.http.server import BRIDGE_KEY, Access, route_policies
+from hal0_bridge.images import request as image_request
 from hal0_bridge.images.catalogue import Catalogue
 
 from tests.support.comfyui_standin import ComfyStandIn
@@ -34,7 +34,8 @@ _ANNOTATIONS = {"description", "default", "examples", "format", "title"}
 _TYPES = {
     "null": lambda v: v is None,
     "boolean": lambda v: isinstance(v, bool),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    # JSON Schema: an integer is any number without a fraction (2.0 too)
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "string": lambda v: isinstance(v, str),
     "array": lambda v: isinstance(v, list),
@@ -54,7 +55,7 @@ def errors_of(instance: Any, schema: dict[str, Any], doc: dict[str, Any], where:
     """Every way ``instance`` breaks ``schema`` (empty list: valid)."""
     unknown = set(schema) - _ANNOTATIONS - {
         "$ref", "type", "enum", "const", "properties", "required", "additionalProperties", "items",
-        "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "anyOf", "oneOf",
+        "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "anyOf", "oneOf", "not",
     }  # fmt: skip
     assert not unknown, f"validator does not know {unknown} at {where}"
     if "$ref" in schema:
@@ -98,6 +99,8 @@ def errors_of(instance: Any, schema: dict[str, Any], doc: dict[str, Any], where:
                 found += errors_of(value, extra, doc, f"{where}.{key}")
     if "anyOf" in schema and all(errors_of(instance, s, doc, where) for s in schema["anyOf"]):
         found.append(f"{where}: matches none of anyOf")
+    if "not" in schema and not errors_of(instance, schema["not"], doc, where):
+        found.append(f"{where}: matches what `not` excludes")
     if "oneOf" in schema and sum(not errors_of(instance, s, doc, where) for s in schema["oneOf"]) != 1:
         found.append(f"{where}: does not match exactly one of oneOf")
     return found
@@ -130,7 +133,8 @@ def defined_codes() -> list[ErrorCode]:
 
 
 async def fetch_doc(api: TestClient) -> dict[str, Any]:
-    resp = await api.get("/api/openapi.json")
+    token = api.app[BRIDGE_KEY].config.server.token  # with a token, the document needs it too
+    resp = await api.get("/api/openapi.json", headers={"Authorization": f"Bearer {token}"} if token else {})
     assert resp.status == 200 and resp.content_type == "application/json"
     return await resp.json()
 
@@ -192,20 +196,44 @@ async def test_retry_after_is_documented_where_a_code_sends_it(api: TestClient) 
                     assert "Retry-After" in response["headers"]
 
 
-async def test_security_is_the_auth_rule(aiohttp_client: Any, bridge_config: Any) -> None:
+EXPECTED_ACCESS = {
+    ("GET", "/api/info"): Access.OPEN,
+    ("GET", "/api/comfyui/status"): Access.OPEN,
+    ("GET", "/api/images/cache/{name}"): Access.SIGNED,
+    ("GET", "/api/events"): Access.TOKEN_QUERY,
+}  # every other route: the token (DESIGN §8 "Trust model")
+
+
+async def test_security_is_each_routes_policy(aiohttp_client: Any, bridge_config: Any) -> None:
     api = await aiohttp_client(create_app(bridge_config(server={"token": TOKEN})))
     doc = await fetch_doc(api)
+    policies = route_policies(api.app)
+    schemes = {"bearer": {"bearer": []}, "signed": {"signedUrl": []}, "query": {"tokenQuery": []}}
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
-            concrete = path.replace("{name}", "0" * 32 + ".png")
-            needs = requires_token(make_mocked_request(method.upper(), concrete))
-            assert op["security"] == ([{"bearer": []}] if needs else []), (method, path)
-            assert ("401" in op["responses"]) == needs, (method, path)
+            access = policies[(method.upper(), path)].access
+            assert access == EXPECTED_ACCESS.get((method.upper(), path), Access.TOKEN), (method, path)
+            expected = {
+                Access.OPEN: [],
+                Access.TOKEN: [schemes["bearer"]],
+                Access.SIGNED: [schemes["bearer"], schemes["signed"]],
+                Access.TOKEN_QUERY: [schemes["bearer"], schemes["query"]],
+            }[access]
+            assert op["security"] == expected, (method, path)
+            assert ("401" in op["responses"]) == (access is not Access.OPEN), (method, path)
+            for scheme in op["security"]:
+                for name in scheme:
+                    declared = doc["components"]["securitySchemes"][name]
+                    if declared["type"] == "apiKey":  # the query credential is also a listed parameter
+                        assert declared["name"] in {p["name"] for p in op["parameters"] if p["in"] == "query"}
+            if method == "post":
+                assert "415" in op["responses"] and op["x-accepts"] == ["application/json"], path
 
 
 async def test_without_a_token_bearer_is_optional(api: TestClient) -> None:
     doc = await fetch_doc(api)
     assert operation(doc, "POST", GEN)["security"] == [{"bearer": []}, {}]
+    assert operation(doc, "GET", "/api/comfyui/status")["security"] == []
 
 
 async def test_protected_operations_really_answer_401_without_the_token(
@@ -216,7 +244,8 @@ async def test_protected_operations_really_answer_401_without_the_token(
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
             if op["security"] and path != "/api/events":
-                resp = await api.request(method.upper(), path.replace("{name}", "x.png"), json={})
+                kwargs = {"json": {}} if method == "post" else {}
+                resp = await api.request(method.upper(), path.replace("{name}", "x.png"), **kwargs)
                 body = await resp.json()
                 assert resp.status == 401, (method, path)
                 check_answer(doc, method, path, 401, body, "application/json")
@@ -243,6 +272,10 @@ def limits_cases(config: Config) -> list[tuple[str, dict[str, Any], dict[str, An
         ("negative_prompt", {**base, "negative_prompt": "x" * ir.MAX_PROMPT_CHARS},
          {**base, "negative_prompt": "x" * (ir.MAX_PROMPT_CHARS + 1)}),
         ("extra_body", {**base, "extra_body": {"steps": 2}}, {**base, "extra_body": {"sampler": "x"}}),
+        ("extra_twice", {**base, "seed": 1, "extra_body": {"seed": None, "steps": 2}},
+         {**base, "seed": 1, "extra_body": {"seed": 1}}),
+        ("integral_float", {**base, "n": 2.0, "steps": 3.0}, {**base, "n": 1.5}),
+        ("negative_prompt_type", {**base, "negative_prompt": None}, {**base, "negative_prompt": {}}),
         ("unknown_field", {**base, "quality": "hd"}, {**base, "stpes": 4}),
         ("response_format", {**base, "response_format": "b64_json"}, {**base, "response_format": "png"}),
         ("size_text", {**base, "size": "auto"}, {**base, "size": "big"}),
@@ -340,7 +373,7 @@ async def test_write_and_error_answers_match_the_document(
     api: TestClient, method: str, path: str, body: Any, status: int
 ) -> None:
     doc = await fetch_doc(api)
-    kwargs = {"data": body} if isinstance(body, bytes) else {"json": body}
+    kwargs = {"data": body, "headers": {"Content-Type": "application/json"}} if isinstance(body, bytes) else {"json": body}
     resp = await api.request(method, path.replace("{name}", "0" * 32 + ".png"), **kwargs)
     assert resp.status == status
     check_answer(doc, method, path, status, await resp.json(), resp.content_type)

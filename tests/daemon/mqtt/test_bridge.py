@@ -454,11 +454,19 @@ async def test_a_failing_command_becomes_an_error_reply_and_the_bridge_keeps_ser
     assert (await probe.wait_for(T.response("status"), lambda m: m.json()["transaction"] == 2)).json()["status"] == "ok"
 
 
+async def test_an_error_echoing_a_lone_surrogate_is_still_answered(bridge, probe, dispatcher):
+    """JSON can carry "\\ud800" in; UTF-8 cannot encode it: the answer escapes it instead of vanishing."""
+    dispatcher.fail_with = ApiError(errors.UNKNOWN_FIELD, "unknown field", param="x\ud800")
+    probe.publish(T.request("status"), json.dumps({"transaction": "t\udfff"}))
+    reply = (await probe.wait_for(T.response("status"))).json()
+    assert reply["error"]["param"] == "x\ud800" and reply["transaction"] == "t\udfff"
+
+
 async def test_mqtt5_response_topic_and_correlation_data_are_honoured(broker, hub, dispatcher, probe):
     bridge = await start_bridge(make_config(broker, protocol="5"), hub, dispatcher)
     try:
-        probe.publish(T.request("status"), "{}", response_topic="hal0/replies/me", correlation=b"\x01corr")
-        msg = await probe.wait_for("hal0/replies/me")
+        probe.publish(T.request("status"), "{}", response_topic="hal0/response/me/1", correlation=b"\x01corr")
+        msg = await probe.wait_for("hal0/response/me/1")
     finally:
         await bridge.stop()
     assert msg.json()["status"] == "ok"
@@ -466,8 +474,16 @@ async def test_mqtt5_response_topic_and_correlation_data_are_honoured(broker, hu
     assert probe.messages(T.response("status")) == []
 
 
-@pytest.mark.parametrize("response_topic", ["hal0/comfyui/mode", "homeassistant/device/x/config", "hal0/availability"])
-async def test_mqtt5_response_topic_on_our_own_topics_falls_back_to_the_response_topic(
+@pytest.mark.parametrize(
+    "response_topic",
+    [
+        "hal0/comfyui/mode", "homeassistant/device/x/config", "hal0/availability",
+        # outside the response prefix: another device's command topic, or anywhere else (issue 11)
+        "zigbee2mqtt/garage_door/set", "hal0/replies/me", "hal0/response", "hal0/response/", "hal0/response/#",
+        "hal0/responses/x",
+    ],
+)  # fmt: skip
+async def test_mqtt5_response_topic_outside_the_response_prefix_falls_back_to_the_response_topic(
     broker, hub, dispatcher, probe, response_topic
 ):
     bridge = await start_bridge(make_config(broker, protocol="5"), hub, dispatcher)
@@ -479,6 +495,46 @@ async def test_mqtt5_response_topic_on_our_own_topics_falls_back_to_the_response
         await bridge.stop()
     assert reply.json()["status"] == "ok"
     assert not [m for m in probe.messages(response_topic) if b'"transaction"' in m.payload]
+
+
+# ---------------------------------------------------------------------------- mqtt.commands = read_only
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_read_only_takes_no_command_and_answers_no_request(broker, hub, dispatcher, probe, protocol):
+    bridge = await start_bridge(make_config(broker, protocol=protocol, commands="read_only"), hub, dispatcher)
+    try:
+        assert (await probe.wait_for(T.mode)).text == "inference"  # state is still published
+        probe.publish(T.mode_set, "generation")
+        probe.publish(T.pin_set, "ON")
+        for action in ("status", "switchover", "generate", "cancel"):
+            probe.publish(T.request(action), json.dumps({"mode": "generation", "prompt": "x", "transaction": 1}))
+        # a marker published after the commands: once it is back, the broker has delivered them all
+        probe.publish("hal0/marker", "m")
+        await probe.wait_for("hal0/marker")
+        await asyncio.sleep(0.3)
+        hub.emit("render_failed", code="x", message="y", model="z")
+        assert (await probe.wait_for(T.event)).json()["type"] == "render_failed"  # events still flow
+    finally:
+        await bridge.stop()
+    assert dispatcher.calls == []
+    assert hub.status.mode == "inference" and hub.status.pinned is False
+    assert not [m for m in probe.messages() if m.topic.startswith("hal0/response/")]
+    # and the broker confirms the bridge never subscribed to a command or request topic
+    subscribed = [line for line in broker.log_text().splitlines() if f"hal0-bridge-{NODE} " in line and " 1 " in line]
+    assert any("homeassistant/status" in line for line in subscribed), subscribed
+    assert not any("/set" in line or "/request/" in line for line in subscribed), subscribed
+
+
+async def test_read_only_discovery_offers_no_controls(broker, hub, dispatcher, probe):
+    bridge = await start_bridge(make_config(broker, discovery=True, commands="read_only"), hub, dispatcher)
+    try:
+        config = (await probe.wait_for(T.discovery)).json()
+    finally:
+        await bridge.stop()
+    platforms = {c["platform"] for c in config["components"].values()}
+    assert not platforms & {"select", "switch", "button"}
+    assert not [c for c in config["components"].values() if "command_topic" in c]
 
 
 # ---------------------------------------------------------------------------- authentication
