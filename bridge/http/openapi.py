@@ -26,6 +26,7 @@ from ..images import request as image_request
 from ..images.catalogue import Catalogue
 from ..signing import EXP_PARAM, SIG_PARAM
 from ..status import Status
+from ..web import asset_names
 from .server import BODY_METHODS, BRIDGE_KEY, DEFAULT_POLICY, TOKEN_PARAM, Access, RoutePolicy, route_policies
 
 OPENAPI_PATH = "/api/openapi.json"
@@ -382,12 +383,13 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
         }},
         "/ui/{name}": {"get": {
             "operationId": "pageAsset", "summary": "A static file of the page (only the files the package ships)",
-            "parameters": [{"name": "name", "in": "path", "required": True, "schema": STRING}],
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": asset_names()}}],
             "responses": {
                 "200": {"description": "the file, with an ETag",
                         "content": {t: {"schema": STRING} for t in ("text/css", "text/javascript")}},
                 "304": {"description": "unchanged (If-None-Match)"},
-                **_errors(),
+                **_errors(errors.NOT_FOUND),
             },
         }},
         "/metrics": {"get": {

@@ -8,23 +8,13 @@ token itself when ``GET /api/info`` says ``auth_required``.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from importlib import resources
-
 from aiohttp import web
 
 from .. import errors
 from ..errors import ApiError
+from ..web import INDEX, Asset, load_assets
 from .server import Access, route_policy
 
-INDEX = "index.html"
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".svg": "image/svg+xml",
-}
 # Scripts and styles only from the bridge itself, no inline code, no frames; images from anywhere
 # (with [server] public_url set, image URLs point at that origin, which may not be this one).
 CSP = (
@@ -37,25 +27,6 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Asset:
-    body: bytes
-    content_type: str
-    etag: str
-
-
-def load_assets() -> dict[str, Asset]:
-    """Every servable file of the web package, by file name."""
-    assets: dict[str, Asset] = {}
-    for entry in resources.files("hal0_bridge.web").iterdir():
-        suffix = "." + entry.name.rsplit(".", 1)[-1] if "." in entry.name else ""
-        if entry.is_file() and suffix in CONTENT_TYPES:
-            body = entry.read_bytes()
-            etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-            assets[entry.name] = Asset(body, CONTENT_TYPES[suffix], etag)
-    return assets
 
 
 ASSETS_KEY: web.AppKey[dict[str, Asset]] = web.AppKey("page_assets")

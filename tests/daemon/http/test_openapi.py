@@ -201,6 +201,9 @@ EXPECTED_ACCESS = {
     ("GET", "/api/comfyui/status"): Access.OPEN,
     ("GET", "/api/images/cache/{name}"): Access.SIGNED,
     ("GET", "/api/events"): Access.TOKEN_QUERY,
+    ("GET", "/"): Access.OPEN,
+    ("GET", "/ui/{name}"): Access.OPEN,
+    ("GET", "/metrics"): Access.OPEN,
 }  # every other route: the token (DESIGN §8 "Trust model")
 
 

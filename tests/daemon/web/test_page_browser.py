@@ -224,10 +224,10 @@ async def test_a_wrong_token_is_asked_again(browser: Browser, live: Any, standin
     await page.click("#token-form button[type=submit]")
     await expect(page.locator("#token-dialog")).to_be_hidden()
 
-    await page.click("#pin-btn")
-
+    # the event stream needs the token too (docs/security.md): the bridge refuses it, the page asks again
     await expect(page.locator("#token-dialog")).to_be_visible(timeout=WAIT_MS)
-    await expect(page.locator("#token-reason")).to_contain_text("missing or wrong bearer token")
+    await expect(page.locator("#token-reason")).to_contain_text("refused the event stream; check the token")
+    await expect(page.locator("#banner")).to_be_visible()
     await context.close()
 
 

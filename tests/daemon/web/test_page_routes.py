@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from hal0_bridge.app import create_app
-from hal0_bridge.http.page import CONTENT_TYPES, load_assets
+from hal0_bridge.web import CONTENT_TYPES, load_assets
 
 ROOT = Path(__file__).resolve().parents[3]
 WEB = ROOT / "bridge" / "web"
