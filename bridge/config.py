@@ -157,8 +157,9 @@ SLOT_SCHEMA = vol.Schema(
         vol.Optional("drain_timeout", default=30.0): _positive_float,
         # how to see in-flight work of an llm slot: llama.cpp GET /slots, or not at all
         vol.Optional("inflight", default="slots"): vol.In(["slots", "none"]),
-        # on a first start (no arbiter state yet) inference mode starts this llm slot
-        vol.Optional("autostart", default=False): bool,
+        # an llm slot the arbiter has no saved state for runs in inference mode when this is true;
+        # unset = true for slots the bridge runs itself (process, container), false for systemd units
+        vol.Optional("autostart", default=None): vol.Any(None, bool),
         # one readiness / in-flight / state probe; how often slot state is refreshed for status
         vol.Optional("probe_timeout", default=1.0): _positive_float,
         vol.Optional("poll_interval", default=2.0): _positive_float,
@@ -196,6 +197,7 @@ MODEL_SCHEMA = vol.Schema(
 )
 
 _NAME = vol.Match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+BRIDGE_RUN_BACKENDS = ("process", "container")  # slot backends whose process the bridge itself runs
 
 LLM_SCHEMA = vol.Schema(
     {
@@ -470,6 +472,7 @@ def build(raw: dict[str, Any]) -> Config:
                 or s["name"]
                 or (f"hal0-slot-{name}" if s["backend"] == "container" else ""),
                 "unit": s["unit"] or f"hal0-slot@{name}.service",
+                "autostart": s["autostart"] if s["autostart"] is not None else s["backend"] in BRIDGE_RUN_BACKENDS,
             }
         )
         for name, s in data["slots"].items()

@@ -26,7 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ..config import Config
-from ..errors import BUSY, PINNED, SWITCH_FAILED, SWITCH_IN_PROGRESS, ApiError
+from ..errors import BUSY, NOT_GENERATION, PINNED, SWITCH_FAILED, SWITCH_IN_PROGRESS, ApiError
 from ..status import Mode, Queue, StatusHub
 from .engine import EngineControl, EngineError
 from .idle_restore import IdleRestore
@@ -86,9 +86,20 @@ class Arbiter:
         first_start = not await asyncio.to_thread(self._store.path.exists)
         state, problem = await self._store.load()
         known = {s.name for s in self._slots.llm}
-        if first_start:  # nothing ran under us yet: inference starts the slots marked autostart
-            autostart = tuple(sorted(s.name for s in self._slots.llm if s.cfg.autostart))
-            state = state.with_(saved_llm_slots=autostart)
+        # slots no saved state knows (a first start, a corrupt file, a slot added to the config since):
+        # inference mode runs those marked autostart (by default every slot the bridge runs itself)
+        if first_start or problem is not None:
+            seen: set[str] = set()
+        elif state.known_llm_slots is None:  # a file from before the field: every slot counts as known
+            seen = known
+        else:
+            seen = set(state.known_llm_slots)
+        new = sorted(s.name for s in self._slots.llm if s.name not in seen and s.cfg.autostart)
+        if new:
+            state = state.with_(saved_llm_slots=tuple(sorted({*state.saved_llm_slots, *new})))
+        remember = state.known_llm_slots != tuple(sorted(known))
+        if remember:
+            state = state.with_(known_llm_slots=tuple(sorted(known)))
         dropped = [n for n in state.saved_llm_slots if n not in known]
         if dropped:
             _LOG.warning("arbiter state: forgetting unknown slots %s", ", ".join(dropped))
@@ -98,6 +109,7 @@ class Arbiter:
         self._state = state
         if problem:
             _LOG.warning("arbiter state: %s; starting in inference mode", problem)
+        if problem or remember or new:
             await self._save()
         self._mode = other_mode(state.switching_to) if state.switching_to else state.mode
         self._publish()
@@ -172,7 +184,25 @@ class Arbiter:
         return None
 
     async def set_pin(self, pinned: bool) -> bool:
-        """Hold (or release) generation mode against idle-restore; persisted."""
+        """Hold (or release) generation mode against idle-restore; persisted.
+
+        ``pinned: true`` only in generation mode and never during a switch (issue 10): outside it the pin
+        would silently arm itself for some later switch, and a switch's rollback would drop it unseen.
+        """
+        if pinned and self._switch is not None:
+            raise ApiError(
+                SWITCH_IN_PROGRESS,
+                f"a switch to {self._switch.target} is in progress; pin once it has finished",
+                details={"target": self._switch.target},
+            )
+        if pinned and self._mode != "generation":
+            raise ApiError(
+                NOT_GENERATION,
+                f"pin holds generation mode, and the GPU is in {self._mode} mode; "
+                'switch with {"mode": "generation", "pin": true}',
+                param="pinned",
+                details={"mode": self._mode},
+            )
         await self._persist(pinned=pinned)
         self._publish()
         return pinned

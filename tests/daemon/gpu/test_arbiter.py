@@ -243,7 +243,7 @@ async def test_switch_back_to_inference_frees_comfyui_and_restarts_the_saved_slo
 
 
 async def test_only_the_llm_slots_that_ran_are_restarted(rig_factory: RigFactory) -> None:
-    rig = await rig_factory(llm={"llm1": [], "llm2": []}, running=["llm1"])
+    rig = await rig_factory(llm={"llm1": [], "llm2": []}, running=["llm1"], slot_overrides={"llm2": {"autostart": False}})
     await rig.switch("generation")
     assert rig.persisted()["saved_llm_slots"] == ["llm1"]
 
@@ -253,12 +253,71 @@ async def test_only_the_llm_slots_that_ran_are_restarted(rig_factory: RigFactory
 
 
 async def test_first_start_runs_the_autostart_llm_slots(rig_factory: RigFactory) -> None:
-    rig = await rig_factory(llm={"llm1": [], "llm2": []}, running=[], slot_overrides={"llm1": {"autostart": True}})
+    rig = await rig_factory(llm={"llm1": [], "llm2": []}, running=[], slot_overrides={"llm2": {"autostart": False}})
     end = await rig.settle()
 
     assert end is not None and end["trigger"] == "recovery" and end["error"] is None
     assert rig.slot_states()["llm1"] == "ready" and rig.slot_states()["llm2"] == "offline"
     assert rig.persisted()["saved_llm_slots"] == ["llm1"]
+
+
+async def test_a_process_llm_slot_runs_in_inference_mode_without_being_told(rig_factory: RigFactory) -> None:
+    """No saved state and no ``autostart`` key: a slot the bridge runs itself is expected to run."""
+    rig = await rig_factory(running=[])
+    assert rig.config.slots["llm1"].autostart is True
+
+    end = await rig.settle()
+
+    assert end is not None and (end["target"], end["error"]) == ("inference", None)
+    assert rig.slot_states()["llm1"] == "ready"
+
+
+async def test_a_systemd_llm_slot_is_not_started_unless_autostart_says_so(
+    rig_factory: RigFactory, systemctl: Path
+) -> None:
+    rig = await rig_factory(running=[], slot_overrides={"llm1": {"backend": "systemd", "url": "", "ready_path": ""}})
+
+    assert rig.config.slots["llm1"].autostart is False
+    assert not rig.arbiter.switching and rig.persisted()["saved_llm_slots"] == []
+
+
+async def test_a_slot_added_to_the_config_later_is_autostarted_once(rig_factory: RigFactory) -> None:
+    """The saved state knows llm1 (stopped by choice: not in the saved set); llm2 is new to it."""
+    state = {"mode": "inference", "saved_llm_slots": [], "known_llm_slots": ["llm1"]}
+    rig = await rig_factory(llm={"llm1": [], "llm2": []}, running=[], state=state)
+
+    end = await rig.settle()
+
+    assert end is not None and end["error"] is None
+    assert rig.slot_states()["llm1"] == "offline" and rig.slot_states()["llm2"] == "ready"
+    assert rig.persisted()["known_llm_slots"] == ["llm1", "llm2"]
+    assert rig.persisted()["saved_llm_slots"] == ["llm2"]
+
+
+async def test_pin_outside_generation_mode_is_refused_and_arms_nothing(rig_factory: RigFactory) -> None:
+    rig = await rig_factory()
+
+    with pytest.raises(ApiError) as err:
+        await rig.arbiter.set_pin(True)
+
+    assert (err.value.status, err.value.code, err.value.param) == (409, "comfyui.not_generation", "pinned")
+    assert rig.arbiter.pinned is False and rig.persisted().get("pinned", False) is False
+    await rig.switch("generation")
+    assert rig.arbiter.pinned is False  # no pin armed for a later switch
+    assert await rig.arbiter.set_pin(False) is False  # unpinning is always fine
+
+
+async def test_pin_during_a_switch_is_refused_not_lost_in_a_rollback(rig_factory: RigFactory) -> None:
+    rig = await rig_factory(img_command=fake_llama.command(fake_llama.free_port(), "--exit-at-once", "3"))
+    sub = rig.watch()
+    await rig.arbiter.request_switch("generation")
+
+    with pytest.raises(ApiError) as err:
+        await rig.arbiter.set_pin(True)
+
+    assert err.value.code == "comfyui.switch_in_progress"
+    end = await rig.next_switch_end(sub)
+    assert end["type"] == "switch_failed" and rig.arbiter.pinned is False
 
 
 async def test_switch_is_shown_in_status_and_events_with_timed_phases(rig_factory: RigFactory) -> None:
@@ -534,7 +593,13 @@ async def bridge_api(tmp_path: Path, aiohttp_client: Any) -> Any:
     )  # fmt: skip
     app = create_app(config)
     client = await aiohttp_client(app)
-    await app[BRIDGE_KEY].slots.get("llm1").start()
+    bridge = app[BRIDGE_KEY]
+
+    async def first_start_done() -> None:  # llm1 is a process slot: inference mode runs it by itself
+        while bridge.arbiter.switching or bridge.slots.get("llm1").state != "ready":
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(first_start_done(), HANG_GUARD)
     return client
 
 
