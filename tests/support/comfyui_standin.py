@@ -2,26 +2,37 @@
 
 Every behaviour here is taken from the recordings in ``tests/captures/`` (see its README);
 where a recording does not show a detail, the stand-in follows ComfyUI's own source at the
-recorded commit (``server.py``, ``execution.py``, ``comfy_execution/graph.py``) and says so.
+recorded commit (``server.py``, ``main.py``, ``execution.py``, ``nodes.py``,
+``comfy_execution/graph.py``) and says so; ``tests/support/STANDIN-NOTES.md`` lists those facts.
 It is a test fixture, meant to be read: one small function per behaviour, each naming the
-capture it reproduces.
+capture it reproduces. Pillow work lives in ``tests.support.standin_media``.
 
 What it does:
 * the HTTP routes the bridge uses, also under ``/api/...``;
-* validation of submitted graphs against ``object_info_*_subset.json`` with the recorded
-  400 shapes (``prompt_error_*.json``);
+* validation of submitted graphs against ``object_info_*_subset.json`` (+ three classes written
+  from nodes.py: ``SOURCE_NODES``) with the recorded 400 shapes (``prompt_error_*.json``);
 * a real queue with one worker, a node cache (identical prompts come back "cached"),
   per-step progress, interrupt, delete/clear, history;
-* real PNG files (``tests.support.png``) of the requested size and batch, served by ``/view``;
+* real PNG files (``tests.support.png``) of the requested size and batch, served by ``/view``,
+  with its ``preview=`` and ``channel=`` conversions;
+* ``/upload/image`` and ``/upload/mask`` into the input folder; LoadImage/LoadImageMask decode
+  those files (size, frames, MASK = 1 - alpha), the output image follows the latent, and a masked
+  render keeps the source outside the mask (img2img and inpainting graphs);
+* latent previews (``preview_method``: one JPEG frame per sampler step, event 1 or 4);
 * the websocket protocol with its "who receives what" rules (``ws_*.jsonl``);
-* fault injection and counters, in-process (``ComfyStandIn``) and over HTTP (``/_standin/...``).
+* ``GET /`` (index page) and the frontend's static files, with ComfyUI's cache and origin middlewares;
+* fault injection and counters, in-process (``ComfyStandIn``) and over HTTP (``/_standin/...``):
+  uninterruptible loads/decodes, /free applied only between prompts, a fake amdgpu sysfs, lost
+  or cut-off websocket messages, a hung node, slow HTTP.
 
 Run it as a process: ``python -m tests.support.comfyui_standin --port 8188`` prints
 ``READY <url>`` once listening and exits cleanly on SIGTERM.
 
-Not reproduced: uploads (``/upload/*``), ``/view``'s ``preview=``/``channel=`` conversions (the
-file is served as stored), latent previews (``--preview-method``), node classes outside the two
-object_info subsets (they are rejected as unknown, so templates must stay within them).
+Not reproduced: node classes outside the object_info subsets and ``SOURCE_NODES`` (they are
+rejected as unknown, so templates must stay within them); real pixels from sampling (images are
+seeded noise; only a masked render's kept area is real); TAESD previews (no decoders: every
+preview method gives latent2rgb frames, as ComfyUI does without them); ``/view``'s asset-hash names;
+``--max-upload-size`` other than the default 100 MB; ComfyUI's own mimetypes for ``.js``.
 """
 
 from __future__ import annotations
@@ -30,7 +41,9 @@ import argparse
 import asyncio
 import copy
 import dataclasses
+import hashlib
 import heapq
+import ipaddress
 import json
 import mimetypes
 import os
@@ -44,18 +57,21 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from tests.support.png import make_png, png_size
+from tests.support import standin_media as media
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+WEB_ROOT = Path(__file__).resolve().parent / "standin_web"  # a tiny stand-in for the frontend package
 
 # aiohttp's page for an unhandled exception, which is what ComfyUI serves for a body that
 # is not JSON (prompt_error_malformed_json.json, prompt_error_empty_body.json,
@@ -65,7 +81,13 @@ SERVER_TROUBLE = "500 Internal Server Error\n\nServer got itself in trouble"
 # Binary websocket event types (README "Websocket files").
 PREVIEW_IMAGE = 1
 PREVIEW_IMAGE_WITH_METADATA = 4
+JPEG_IMAGE_TYPE = 1
 PNG_IMAGE_TYPE = 2
+IMAGE_MIME = {JPEG_IMAGE_TYPE: "image/jpeg", PNG_IMAGE_TYPE: "image/png"}
+
+# --preview-method values (comfy/cli_args.py LatentPreviewMethod). The stand-in has no TAESD
+# decoders, so every method but "none" gives latent2rgb frames, as latent_preview.get_previewer does.
+PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 
 DEFAULT_CHECKPOINTS = ("sd_xl_turbo_1.0_fp16.safetensors", "v1-5-pruned-emaonly.safetensors")
 DEFAULT_FAIL_MESSAGE = (
@@ -96,8 +118,13 @@ class StandInSettings:
 
     step_seconds: float = 0.0  # time per sampler step
     render_seconds: float = 0.0  # extra time once per sampler node
+    # Uninterruptible work: ComfyUI checks for an interrupt only between nodes and at sampler steps
+    # (comfy.model_management.throw_exception_if_processing_interrupted via the progress hook).
     node_seconds: float = 0.0  # time per executed non-sampler node
     load_seconds: float = 0.0  # model load before sampling when models are not loaded
+    decode_seconds: float = 0.0  # VAEDecode
+    unload_seconds: float = 0.0  # the worker applying unload_models; VRAM use falls in steps meanwhile
+    hang_class_type: str = ""  # a node of this class blocks (uninterruptibly) until this is changed: a GPU hang
     checkpoints: list[str] = field(default_factory=lambda: list(DEFAULT_CHECKPOINTS))
     loras: list[str] = field(default_factory=list)
     ram_total: int = 25276510208  # system_stats.json
@@ -105,6 +132,9 @@ class StandInSettings:
     vram_total: int = 25276510208
     vram_free: int = 24012574720
     model_vram_bytes: int = 0  # taken from vram_free while models are loaded
+    gtt_sysfs_dir: str = ""  # a fake /sys/class/drm: card0/device/mem_info_gtt_{used,total} kept in step
+    preview_method: str = "none"  # --preview-method: "none", or latent2rgb JPEG frames per sampler step
+    preview_size: int = 512  # --preview-size
     fail_next_prompts: int = 0  # the next N prompts fail at execution time
     fail_class_type: str = "VAEDecode"  # where an injected failure happens (else the output node)
     fail_message: str = DEFAULT_FAIL_MESSAGE  # ws_messages_error.jsonl
@@ -115,6 +145,12 @@ class StandInSettings:
     http_delay_seconds: float = 0.0  # delay before every ComfyUI route answers
     system_stats_delay_seconds: float = 0.0  # extra delay on /system_stats
     free_500: int = 0  # the next N POST /free answer ComfyUI's plain-text 500 (an exception in the handler)
+    # Lost websocket messages (history stays true: ComfyUI records the outcome regardless of sockets).
+    drop_messages: list[str] = field(default_factory=list)  # message types ("binary" = frames) not sent...
+    drop_messages_prompts: int = 0  # ...for the next N prompts that run
+    ws_close_after: str = ""  # close every websocket right after the next prompt sends this message type
+
+    _choices: ClassVar[dict[str, tuple[str, ...]]] = {"preview_method": PREVIEW_METHODS}
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply ``changes``; unknown names and wrong types raise ValueError (no partial update)."""
@@ -136,6 +172,8 @@ class StandInSettings:
                 ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
             else:
                 ok = isinstance(value, type(current))
+            if ok and name in self._choices:
+                ok = value in self._choices[name]
             if not ok:
                 raise ValueError(f"setting {name!r}: bad value {value!r}")
             checked[name] = list(value) if isinstance(value, list) else value
@@ -160,6 +198,7 @@ class StandInCounters:
     queue_posts: int = 0
     history_requests: int = 0
     view_requests: int = 0
+    uploads: int = 0  # POST /upload/image and /upload/mask
     system_stats_requests: int = 0
     ws_connects: int = 0
 
@@ -167,11 +206,61 @@ class StandInCounters:
 # --------------------------------------------------------------------------- node definitions
 
 
+def _source_node(name: str, display_name: str, category: str, required: dict[str, list], output: list[str]) -> dict:
+    """An /object_info entry (server.node_info's shape, as the captures show it) for a class written from source."""
+    return {
+        "input": {"required": required},
+        "input_order": {"required": list(required)},
+        "output": output,
+        "output_is_list": [False] * len(output),
+        "output_name": list(output),
+        "name": name,
+        "display_name": display_name,
+        "description": "",
+        "python_module": "nodes",
+        "category": category,
+        "output_node": False,
+    }
+
+
+# Classes the two object_info captures do not include, from ComfyUI's nodes.py (INPUT_TYPES,
+# RETURN_TYPES, CATEGORY and NODE_DISPLAY_NAME_MAPPINGS of VAEEncodeForInpaint, SetLatentNoiseMask,
+# LoadImageMask; see STANDIN-NOTES.md for the versions read). All three exist in the recorded server
+# (object_info_node_names.json).
+SOURCE_NODES: dict[str, dict] = {
+    "VAEEncodeForInpaint": _source_node(
+        "VAEEncodeForInpaint", "VAE Encode (for Inpainting)", "latent/inpaint",
+        {"pixels": ["IMAGE"], "vae": ["VAE"], "mask": ["MASK"],
+         "grow_mask_by": ["INT", {"default": 6, "min": 0, "max": 64, "step": 1}]},
+        ["LATENT"],
+    ),
+    "SetLatentNoiseMask": _source_node(
+        "SetLatentNoiseMask", "Set Latent Noise Mask", "latent/inpaint",
+        {"samples": ["LATENT"], "mask": ["MASK"]}, ["LATENT"],
+    ),
+    "LoadImageMask": _source_node(
+        "LoadImageMask", "Load Image (as Mask)", "mask",
+        {"image": [[], {"image_upload": True}], "channel": [["alpha", "red", "green", "blue"]]}, ["MASK"],
+    ),
+}  # fmt: skip
+
+# Classes whose VALIDATE_INPUTS takes ``image``: that input skips the combo check and is checked
+# with folder_paths.exists_annotated_filepath instead (execution.validate_inputs).
+IMAGE_FILE_INPUTS = {"LoadImage": ["image"], "LoadImageMask": ["image"]}
+
+
+def image_files(names: list[str]) -> list[str]:
+    """folder_paths.filter_files_content_types(names, ["image"]): by the extension's MIME type."""
+    return [name for name in names if (mimetypes.guess_type(name, strict=False)[0] or "").split("/")[0] == "image"]
+
+
 class NodeRegistry:
-    """The node classes the stand-in knows: object_info_core_subset.json + object_info_extra_subset.json.
+    """The node classes the stand-in knows: object_info_core_subset.json + object_info_extra_subset.json
+    + SOURCE_NODES.
 
     Combo lists that depend on the machine (checkpoints, loras, input images) come from the
-    settings and the input folder, as ComfyUI builds them from its model folders.
+    settings and the input folder, as ComfyUI builds them from its model folders: LoadImage lists
+    the input folder's top-level image files, LoadImageMask every top-level file (nodes.py).
     """
 
     _base: dict[str, dict] | None = None
@@ -180,11 +269,13 @@ class NodeRegistry:
         if NodeRegistry._base is None:
             base = load_capture("object_info_core_subset.json")
             base.update(load_capture("object_info_extra_subset.json"))
+            base.update(SOURCE_NODES)
             NodeRegistry._base = base
         self.info = copy.deepcopy(NodeRegistry._base)
         self._set_combo("CheckpointLoaderSimple", "ckpt_name", sorted(checkpoints))
         self._set_combo("LoraLoader", "lora_name", sorted(loras))
-        self._set_combo("LoadImage", "image", sorted(input_files))
+        self._set_combo("LoadImage", "image", sorted(image_files(input_files)))
+        self._set_combo("LoadImageMask", "image", sorted(input_files))
 
     def _set_combo(self, class_type: str, input_name: str, options: list[str]) -> None:
         self.info[class_type]["input"]["required"][input_name][0] = options
@@ -310,7 +401,7 @@ class Validator:
             return validated[node_id]
         inputs = prompt[node_id]["inputs"]
         class_type = prompt[node_id]["class_type"]
-        custom_inputs = ["image"] if class_type == "LoadImage" else []
+        custom_inputs = IMAGE_FILE_INPUTS.get(class_type, [])
         errors: list[dict] = []
         valid = True
         for name in self.registry.input_names(class_type):
@@ -534,26 +625,50 @@ class ExecutionOrder:
 
 @dataclass
 class Latent:
+    """A LATENT. ``source``/``noise_mask`` ride along from an encoded image so that a masked
+    (inpainting) render can keep the source outside the mask (standin_media.render_png)."""
+
     width: int
     height: int
     batch: int
     channels: int = 4
     seed: int = 0
+    source: Any = None  # PIL RGB image at width x height, from VAEEncode*/LoadImage
+    noise_mask: Any = None  # PIL L image (255 = repaint), from VAEEncodeForInpaint / SetLatentNoiseMask
 
     def __str__(self) -> str:
         # Shaped like the tensor repr ComfyUI puts in execution_error.current_inputs.
-        return f"{{'samples': <stand-in tensor [{self.batch}, {self.channels}, {self.height // 8}, {self.width // 8}]>}}"
+        mask = ", 'noise_mask': <stand-in tensor>" if self.noise_mask is not None else ""
+        return f"{{'samples': <stand-in tensor [{self.batch}, {self.channels}, {self.height // 8}, {self.width // 8}]>{mask}}}"
 
 
 @dataclass
 class Image:
+    """An IMAGE. Without ``source`` it is generated (seeded noise); with ``source`` alone it is that
+    file (LoadImage); with both, a masked render: ``source`` kept where ``repaint`` is 0."""
+
     width: int
     height: int
     batch: int
     seed: int = 0
+    source: Any = None  # PIL RGB image at width x height
+    repaint: Any = None  # PIL L image: where a masked render painted
 
     def __str__(self) -> str:
         return f"<stand-in IMAGE tensor [{self.batch}, {self.height}, {self.width}, 3]>"
+
+
+@dataclass
+class Mask:
+    """A MASK: ``pixels`` is a PIL L image (255 = 1.0 = repaint), None for ComfyUI's 64x64 zeros."""
+
+    width: int
+    height: int
+    batch: int = 1
+    pixels: Any = None
+
+    def __str__(self) -> str:
+        return f"<stand-in MASK tensor [{self.batch}, {self.height}, {self.width}]>"
 
 
 @dataclass
@@ -697,7 +812,7 @@ class PromptQueue:
 
 @dataclass
 class _Outgoing:
-    kind: str  # "json" or "bytes"
+    kind: str  # "json", "bytes", or "close" (the ws_close_after fault)
     payload: Any
     sid: str | None
 
@@ -707,6 +822,7 @@ class SocketHub:
 
     ``client_id`` is the running prompt's client id, kept after the prompt ends as ComfyUI does;
     ``last_node_id`` is what a reconnecting client is told (ws_reconnect_during_run.jsonl).
+    ``dropping``/``close_after`` are the lost-message faults of the running prompt.
     """
 
     def __init__(self) -> None:
@@ -715,14 +831,31 @@ class SocketHub:
         self.all_open: set[web.WebSocketResponse] = set()
         self.client_id: str | None = None
         self.last_node_id: str | None = None
+        self.dropping: set[str] = set()
+        self.close_after: str | None = None
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
 
     def send_sync(self, event: str, data: dict, sid: str | None) -> None:
         """Queue a JSON message for one client, or for every socket when ``sid`` is None."""
-        self._outbox.put_nowait(_Outgoing("json", {"type": event, "data": data}, sid))
+        self._queue(event, _Outgoing("json", {"type": event, "data": data}, sid))
 
     def send_binary(self, payload: bytes, sid: str | None) -> None:
-        self._outbox.put_nowait(_Outgoing("bytes", payload, sid))
+        self._queue("binary", _Outgoing("bytes", payload, sid))
+
+    def _queue(self, kind: str, message: _Outgoing) -> None:
+        """A dropped kind is never sent; the ``close_after`` kind is followed by closing every socket."""
+        if kind in self.dropping:
+            return
+        self._outbox.put_nowait(message)
+        if kind == self.close_after:
+            self.close_after = None
+            self._outbox.put_nowait(_Outgoing("close", None, None))
+
+    def begin_prompt(self, dropping: set[str], close_after: str | None) -> None:
+        self.dropping, self.close_after = dropping, close_after
+
+    def end_prompt(self) -> None:
+        self.dropping, self.close_after = set(), None
 
     def supports_preview_metadata(self, sid: str | None) -> bool:
         return bool(sid is not None and self.metadata.get(sid, {}).get("feature_flags", {}).get("supports_preview_metadata"))
@@ -730,6 +863,12 @@ class SocketHub:
     async def publish_loop(self) -> None:
         while True:
             message = await self._outbox.get()
+            if message.kind == "close":
+                try:
+                    await self.close_all()
+                finally:
+                    self._outbox.task_done()
+                continue
             if message.sid is None:
                 targets = list(self.sockets.values())
             else:
@@ -755,10 +894,18 @@ class SocketHub:
         """Until every queued message has been written to its sockets."""
         await self._outbox.join()
 
+    async def close_all(self) -> int:
+        """Close every open websocket (the client sees the connection end)."""
+        sockets = list(self.all_open)
+        for ws in sockets:
+            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"stand-in drop")
+        return len(sockets)
 
-def preview_frame(png: bytes) -> bytes:
-    """Event 1: ``[uint32 BE 1][uint32 BE image_type][image]`` (ws_messages_save_image_websocket.jsonl)."""
-    return struct.pack(">II", PREVIEW_IMAGE, PNG_IMAGE_TYPE) + png
+
+def preview_frame(image: bytes, image_type: int = PNG_IMAGE_TYPE) -> bytes:
+    """Event 1: ``[uint32 BE 1][uint32 BE image_type][image]`` (ws_messages_save_image_websocket.jsonl,
+    ws_messages_preview_latent2rgb.jsonl)."""
+    return struct.pack(">II", PREVIEW_IMAGE, image_type) + image
 
 
 def preview_frame_with_metadata(png: bytes, metadata: dict) -> bytes:
@@ -790,6 +937,7 @@ class Executor:
         self.cache: dict[str, CachedResult] = {}
         self.interrupt_event = asyncio.Event()
         self.models_loaded = False
+        self.vram_in_use = 0  # bytes the loaded models hold (model_vram_bytes once loaded)
         # per-run state
         self.prompt_id = ""
         self.prompt: dict = {}
@@ -805,8 +953,11 @@ class Executor:
 
     # ---- cache (CacheKeySetInputSignature: the key is the node's inputs, recursively)
 
-    def signatures(self, prompt: dict) -> dict[str, str]:
+    def signatures(self, prompt: dict, is_changed: dict[str, str] | None = None) -> dict[str, str]:
+        """``is_changed``: IS_CHANGED results by node id (LoadImage's file hash), part of the key as in
+        comfy_execution/caching.py, so a file overwritten under the same name runs the node again."""
         sigs: dict[str, str] = {}
+        changed = is_changed or {}
 
         def sig(node_id: str) -> str:
             if node_id not in sigs:
@@ -818,6 +969,8 @@ class Executor:
                         parts.append([name, "link", sig(value[0]), value[1]])
                     else:
                         parts.append([name, "value", value])
+                if node_id in changed:
+                    parts.append(["is_changed", "value", changed[node_id]])
                 sigs[node_id] = json.dumps([node["class_type"], parts], sort_keys=True, default=str)
             return sigs[node_id]
 
@@ -864,25 +1017,31 @@ class Executor:
         state["value"] = state["max"]
         self._send_progress_state()
 
-    def report_step(self, node_id: str, value: int, total: int, png: bytes | None = None) -> None:
-        """One ProgressBar update: progress_state, [event-4 frame], progress, [event-1 frame]."""
+    def report_step(self, node_id: str, value: int, total: int, preview: tuple[bytes, int] | None = None) -> None:
+        """One ProgressBar update: progress_state, [event-4 frame], progress, [event-1 frame].
+
+        ``preview`` is (image bytes, image type 1=JPEG/2=PNG). The order is main.hijack_progress's
+        (progress, then the event-1 frame) and comfy_execution/progress.py's (progress_state, then
+        the event-4 frame to a socket that asked for metadata), as recorded in
+        ws_messages_preview_latent2rgb*.jsonl and ws_messages_save_image_websocket*.jsonl.
+        """
         self.progress[node_id] = {"value": value, "max": total, "state": "running"}
         self._send_progress_state()
         client = self.hub.client_id
         metadata_client = self.hub.supports_preview_metadata(client)
-        if png is not None and metadata_client:
+        if preview is not None and metadata_client:
             metadata = {
                 "node_id": node_id,
                 "prompt_id": self.prompt_id,
                 "display_node_id": node_id,
                 "parent_node_id": None,
                 "real_node_id": node_id,
-                "image_type": "image/png",
+                "image_type": IMAGE_MIME[preview[1]],
             }
-            self.hub.send_binary(preview_frame_with_metadata(png, metadata), client)
+            self.hub.send_binary(preview_frame_with_metadata(preview[0], metadata), client)
         self.hub.send_sync("progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": node_id}, client)
-        if png is not None and not metadata_client:
-            self.hub.send_binary(preview_frame(png), client)
+        if preview is not None and not metadata_client:
+            self.hub.send_binary(preview_frame(preview[0], preview[1]), client)
 
     def png_text(self) -> dict[str, str]:
         """SaveImage's PNG text chunks: ``prompt`` plus every ``extra_pnginfo`` entry (e.g. ``workflow``)."""
@@ -903,6 +1062,46 @@ class Executor:
                 return
             raise Interrupted()
 
+    async def busy(self, seconds: float) -> None:
+        """Uninterruptible work (a model load, a VAE decode): an interrupt waits for the next check."""
+        await self.standin._pause(seconds)
+
+    async def node_work(self) -> None:
+        """A non-sampler node's own time (``node_seconds``): node code does not check for interrupts."""
+        await self.busy(self.standin.settings.node_seconds)
+
+    async def hang(self, class_type: str) -> None:
+        """``hang_class_type``: the node never returns (a GPU hang) until the setting changes."""
+        while self.standin.settings.hang_class_type == class_type and not self.standin.stopping:
+            await self.standin._pause(0.02)
+
+    async def load_models(self) -> None:
+        """comfy.model_management.load_models_gpu before sampling: memory is taken as loading starts."""
+        self.models_loaded = True
+        await self.standin.set_vram_in_use(self.standin.settings.model_vram_bytes)
+        await self.busy(self.standin.settings.load_seconds)
+
+    async def unload_models(self) -> None:
+        """model_management.unload_all_models (the worker applying /free): use falls in steps over
+        ``unload_seconds`` as models are let go, one after another."""
+        seconds, held = self.standin.settings.unload_seconds, self.vram_in_use
+        steps = 5 if seconds > 0 and held > 0 else 1
+        for step in range(1, steps + 1):
+            await self.busy(seconds / steps if steps > 1 else 0)
+            await self.standin.set_vram_in_use(held - held * step // steps)
+        self.models_loaded = False
+
+    def _message_faults(self) -> None:
+        """Arm drop_messages / ws_close_after for the prompt that starts now."""
+        settings = self.standin.settings
+        dropping: set[str] = set()
+        if settings.drop_messages_prompts > 0 and settings.drop_messages:
+            settings.drop_messages_prompts -= 1
+            dropping = set(settings.drop_messages)
+        close_after = settings.ws_close_after or None
+        settings.ws_close_after = ""
+        self.hub.begin_prompt(dropping, close_after)
+
     # ---- one prompt
 
     async def execute(self, item: QueueItem) -> None:
@@ -916,9 +1115,11 @@ class Executor:
         self.inject_failure = settings.fail_next_prompts > 0
         if self.inject_failure:
             settings.fail_next_prompts -= 1
+        self._message_faults()
 
         self.add_message("execution_start", {"prompt_id": self.prompt_id}, broadcast=False)
-        self.sigs = sigs = self.signatures(self.prompt)
+        is_changed = await asyncio.to_thread(self.standin.is_changed, self.prompt)
+        self.sigs = sigs = self.signatures(self.prompt, is_changed)
         self.executed = []
         in_use = set(sigs.values())
         self.cache = {key: result for key, result in self.cache.items() if key in in_use}  # clean_unused()
@@ -1002,6 +1203,8 @@ class Executor:
             self.hub.last_node_id = node_id
             self.hub.send_sync("executing", {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id}, self.hub.client_id)
         await self.sleep(0)
+        if class_type == self.standin.settings.hang_class_type:
+            await self.hang(class_type)
         if fail_here:
             self.inject_failure = False
             raise NodeFailure(self.standin.settings.fail_message, self.standin.settings.fail_exception_type)
@@ -1059,44 +1262,49 @@ def _meta(node_id: str) -> dict:
 
 
 async def _run_passthrough(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     return (), None
 
 
 async def _run_checkpoint_loader(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     ckpt = inputs.get("ckpt_name")
     return (Opaque("MODEL", ckpt), Opaque("CLIP", ckpt), Opaque("VAE", {"channels": 4})), None
 
 
 async def _run_text_encode(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     return (Opaque("CONDITIONING"),), None
 
 
 async def _run_lora_loader(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     return (inputs.get("model"), inputs.get("clip")), None
 
 
 def _empty_latent(channels: int) -> Callable:
     async def run(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-        await ex.sleep(ex.standin.settings.node_seconds)
+        await ex.node_work()
         return (Latent(inputs["width"], inputs["height"], inputs["batch_size"], channels),), None
 
     return run
 
 
 async def _sample(ex: Executor, node_id: str, latent: Latent, steps: int, seed: int) -> tuple[tuple, dict | None]:
-    """One ``progress`` per step, value 1..steps (ws_messages_success_10_steps.jsonl)."""
+    """One ``progress`` per step, value 1..steps (ws_messages_success_10_steps.jsonl); with a
+    ``preview_method`` also one JPEG preview frame per step (ws_messages_preview_latent2rgb.jsonl).
+    The model load (``load_seconds``) cannot be interrupted; steps can."""
     settings = ex.standin.settings
     if not ex.models_loaded:
-        await ex.sleep(settings.load_seconds)
-        ex.models_loaded = True
+        await ex.load_models()
     await ex.sleep(settings.render_seconds)
     for step in range(1, steps + 1):
         await ex.sleep(settings.step_seconds)
-        ex.report_step(node_id, step, steps)
+        preview = None
+        if settings.preview_method != "none":
+            jpeg = await asyncio.to_thread(media.latent_preview_jpeg, latent.width, latent.height, seed + step, settings.preview_size)
+            preview = (jpeg, JPEG_IMAGE_TYPE)
+        ex.report_step(node_id, step, steps, preview)
     return (dataclasses.replace(latent, seed=seed),), None
 
 
@@ -1117,13 +1325,14 @@ async def _run_sampler_custom(ex: Executor, node_id: str, inputs: dict) -> tuple
 
 
 async def _run_turbo_scheduler(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     return (Opaque("SIGMAS", int(inputs["steps"])),), None
 
 
 async def _run_vae_decode(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    """A 16-channel latent into a 4-channel VAE fails as in ws_messages_error.jsonl."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    """The image is the latent's size. A 16-channel latent into a 4-channel VAE fails as in
+    ws_messages_error.jsonl; the decode itself (``decode_seconds``) cannot be interrupted."""
+    await ex.node_work()
     latent: Latent = inputs["samples"]
     vae_channels = 4
     if latent.channels != vae_channels:
@@ -1132,13 +1341,47 @@ async def _run_vae_decode(ex: Executor, node_id: str, inputs: dict) -> tuple[tup
             f"{latent.height // 8}, {latent.width // 8}] to have 4 channels, but got {latent.channels} channels instead\n",
             "RuntimeError",
         )
-    return (Image(latent.width, latent.height, latent.batch, latent.seed),), None
+    await ex.busy(ex.standin.settings.decode_seconds)
+    image = Image(latent.width, latent.height, latent.batch, latent.seed)
+    if latent.source is not None and latent.noise_mask is not None:
+        size = (latent.width, latent.height)
+        image.source, image.repaint = await asyncio.to_thread(
+            lambda: (media.resize(latent.source, size), media.resize(latent.noise_mask, size))
+        )
+    return (image,), None
 
 
 async def _run_vae_encode(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    """comfy.sd.VAE.encode: the pixels are cropped (centred) to multiples of 8 first."""
+    await ex.node_work()
     image: Image = inputs["pixels"]
-    return (Latent(image.width // 8 * 8, image.height // 8 * 8, image.batch, 4, image.seed),), None
+    source = await asyncio.to_thread(media.crop_to_latent, image.source) if image.source is not None else None
+    return (Latent(image.width // 8 * 8, image.height // 8 * 8, image.batch, 4, image.seed, source=source),), None
+
+
+async def _run_vae_encode_for_inpaint(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
+    """nodes.VAEEncodeForInpaint: cropped like VAEEncode, plus a ``noise_mask`` (the mask at the image's
+    size, rounded, grown by ``grow_mask_by``)."""
+    await ex.node_work()
+    image: Image = inputs["pixels"]
+    mask: Mask = inputs["mask"]
+    grow = int(inputs["grow_mask_by"])
+
+    def work() -> tuple[Any, Any]:
+        source = media.crop_to_latent(image.source) if image.source is not None else None
+        return source, media.inpaint_mask(mask.pixels, (image.width, image.height), grow)
+
+    source, noise_mask = await asyncio.to_thread(work)
+    latent = Latent(image.width // 8 * 8, image.height // 8 * 8, image.batch, 4, image.seed, source, noise_mask)
+    return (latent,), None
+
+
+async def _run_set_latent_noise_mask(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
+    """nodes.SetLatentNoiseMask: the latent with the mask as its ``noise_mask``, nothing else changed."""
+    await ex.node_work()
+    latent: Latent = inputs["samples"]
+    mask: Mask = inputs["mask"]
+    return (dataclasses.replace(latent, noise_mask=mask.pixels if mask.pixels is not None else media.empty_mask()),), None
 
 
 def _scaled(width: int, height: int, new_w: int, new_h: int) -> tuple[int, int]:
@@ -1152,50 +1395,77 @@ def _scaled(width: int, height: int, new_w: int, new_h: int) -> tuple[int, int]:
     return new_w, new_h
 
 
+async def _resized_image(image: Image, width: int, height: int) -> Image:
+    """The image at a new size; carried pixels (source, repaint mask) are resized with it."""
+    size = (width, height)
+    source, repaint = await asyncio.to_thread(lambda: (media.resize(image.source, size), media.resize(image.repaint, size)))
+    return dataclasses.replace(image, width=width, height=height, source=source, repaint=repaint)
+
+
+async def _resized_latent(latent: Latent, width: int, height: int) -> Latent:
+    size = (width, height)
+    source, mask = await asyncio.to_thread(lambda: (media.resize(latent.source, size), media.resize(latent.noise_mask, size)))
+    return dataclasses.replace(latent, width=width, height=height, source=source, noise_mask=mask)
+
+
 async def _run_image_scale(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     image: Image = inputs["image"]
     w, h = _scaled(image.width, image.height, int(inputs["width"]), int(inputs["height"]))
-    return (dataclasses.replace(image, width=w, height=h),), None
+    return (await _resized_image(image, w, h),), None
 
 
 async def _run_image_scale_by(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     image: Image = inputs["image"]
     scale = float(inputs["scale_by"])
-    return (dataclasses.replace(image, width=round(image.width * scale), height=round(image.height * scale)),), None
+    return (await _resized_image(image, round(image.width * scale), round(image.height * scale)),), None
 
 
 async def _run_latent_upscale(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     latent: Latent = inputs["samples"]
     w, h = _scaled(latent.width, latent.height, int(inputs["width"]), int(inputs["height"]))
-    return (dataclasses.replace(latent, width=_round8(w), height=_round8(h)),), None
+    return (await _resized_latent(latent, _round8(w), _round8(h)),), None
 
 
 async def _run_latent_upscale_by(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     latent: Latent = inputs["samples"]
     scale = float(inputs["scale_by"])
-    return (dataclasses.replace(latent, width=_round8(latent.width * scale), height=_round8(latent.height * scale)),), None
+    return (await _resized_latent(latent, _round8(latent.width * scale), _round8(latent.height * scale)),), None
+
+
+def _load_image_file(path: Path) -> tuple[media.Decoded, int]:
+    """The decoded file and a seed from its bytes (so different uploads render differently)."""
+    decoded = media.load_image(path)
+    seed = int.from_bytes(hashlib.sha256(path.read_bytes()).digest()[:4], "big")
+    return decoded, seed
 
 
 async def _run_load_image(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
-    """LoadImage of a file that is not an image fails as in ws_messages_error_loadimage.jsonl."""
-    await ex.sleep(ex.standin.settings.node_seconds)
-    path = ex.standin.input_dir / str(inputs["image"])
-    data = await asyncio.to_thread(path.read_bytes)
-    try:
-        width, height = png_size(data)
-    except ValueError:
-        raise NodeFailure(f"cannot identify image file '{path}'\n", "PIL.UnidentifiedImageError") from None
-    image = Image(width, height, 1, len(data))
-    return (image, Opaque("MASK")), None
+    """nodes.LoadImage: the file's size and frames, MASK = 1 - alpha (64x64 zeros without alpha).
+    A file that is not an image fails with PIL.UnidentifiedImageError (ws_messages_error_loadimage.jsonl)."""
+    await ex.node_work()
+    decoded, seed = await asyncio.to_thread(_load_image_file, ex.standin.annotated_input_path(str(inputs["image"])))
+    width, height = decoded.rgb.size
+    image = Image(width, height, decoded.frames, seed, source=decoded.rgb)
+    if decoded.repaint is None:
+        return (image, Mask(64, 64, 1)), None
+    return (image, Mask(width, height, decoded.frames, decoded.repaint)), None
+
+
+async def _run_load_image_mask(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
+    """nodes.LoadImageMask: one channel of the file as a MASK (alpha inverted: transparent = repaint)."""
+    await ex.node_work()
+    path = ex.standin.annotated_input_path(str(inputs["image"]))
+    pixels = await asyncio.to_thread(media.load_image_mask, path, str(inputs["channel"]))
+    return (Mask(pixels.width, pixels.height, 1, pixels),), None
 
 
 async def _run_save_image(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """SaveImage: ``<prefix>_00001_.png`` counting up per file, type output (history_done.json)."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     prefix = str(inputs.get("filename_prefix", "ComfyUI"))
     images = await ex.standin.save_images(inputs["images"], prefix, "output", ex.png_text())
     return (), {"images": images}
@@ -1203,7 +1473,7 @@ async def _run_save_image(ex: Executor, node_id: str, inputs: dict) -> tuple[tup
 
 async def _run_preview_image(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """PreviewImage: ``ComfyUI_temp_<5 letters>_00001_.png``, type temp (history_img2img.json)."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     suffix = "".join(random.choice(string.ascii_lowercase) for _ in range(5))
     images = await ex.standin.save_images(inputs["images"], f"ComfyUI_temp_{suffix}", "temp", ex.png_text())
     return (), {"images": images}
@@ -1212,11 +1482,11 @@ async def _run_preview_image(ex: Executor, node_id: str, inputs: dict) -> tuple[
 async def _run_save_image_websocket(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
     """SaveImageWebsocket: one progress + binary PNG frame per image, no ``executed``, empty history outputs
     (ws_messages_save_image_websocket*.jsonl)."""
-    await ex.sleep(ex.standin.settings.node_seconds)
+    await ex.node_work()
     image: Image = inputs["images"]
     for index in range(image.batch):
-        png = await asyncio.to_thread(make_png, image.width, image.height, image.seed + index)
-        ex.report_step(node_id, index, image.batch, png)
+        png = await asyncio.to_thread(media.render_png, image.width, image.height, image.seed + index, image.source, image.repaint, {})
+        ex.report_step(node_id, index, image.batch, (png, PNG_IMAGE_TYPE))
     return (), None
 
 
@@ -1233,11 +1503,14 @@ NODE_BEHAVIOURS: dict[str, Callable] = {
     "SDTurboScheduler": _run_turbo_scheduler,
     "VAEDecode": _run_vae_decode,
     "VAEEncode": _run_vae_encode,
+    "VAEEncodeForInpaint": _run_vae_encode_for_inpaint,
+    "SetLatentNoiseMask": _run_set_latent_noise_mask,
     "ImageScale": _run_image_scale,
     "ImageScaleBy": _run_image_scale_by,
     "LatentUpscale": _run_latent_upscale,
     "LatentUpscaleBy": _run_latent_upscale_by,
     "LoadImage": _run_load_image,
+    "LoadImageMask": _run_load_image_mask,
     "SaveImage": _run_save_image,
     "PreviewImage": _run_preview_image,
     "SaveImageWebsocket": _run_save_image_websocket,
@@ -1257,13 +1530,132 @@ def _save_pngs(folder: Path, subfolder: str, filename: str, image: Image, type_:
     results = []
     for index in range(image.batch):
         name = f"{filename}_{counter:05}_.png"
-        (folder / name).write_bytes(make_png(image.width, image.height, image.seed + index, text))
+        png = media.render_png(image.width, image.height, image.seed + index, image.source, image.repaint, text)
+        (folder / name).write_bytes(png)
         results.append({"filename": name, "subfolder": subfolder, "type": type_})
         counter += 1
     return results
 
 
 # --------------------------------------------------------------------------- the server
+
+
+@dataclass
+class _Upload:
+    """One checked ``POST /upload/*``: where it goes and its file (server.image_upload)."""
+
+    file: Any  # the multipart part's file object (aiohttp may spool it to disk)
+    filename: str
+    subfolder: str
+    type_: str
+    upload_dir: str
+    overwrite: bool
+
+    @staticmethod
+    def parse(post: Any, dirs: dict[str, str]) -> _Upload | None:
+        """None for ComfyUI's 400s (no ``image`` file, no file name); raises for its 500s (an ``image``
+        that is a plain field, a ``type`` that is not input/temp/output: an UnboundLocalError there)."""
+        image = post.get("image")
+        type_ = post.get("type")
+        type_ = "input" if type_ is None else type_
+        if type_ not in dirs:
+            raise UnboundLocalError("cannot access local variable 'type_dir'")
+        if not image:
+            return None
+        if not isinstance(image, web.FileField):
+            raise AttributeError("'str' object has no attribute 'file'")  # noqa: TRY004 - ComfyUI's own error
+        if not image.filename:
+            return None
+        overwrite = post.get("overwrite")
+        return _Upload(
+            file=image.file,
+            filename=image.filename,
+            subfolder=str(post.get("subfolder", "")),
+            type_=type_,
+            upload_dir=dirs[type_],
+            overwrite=overwrite is not None and overwrite in ("true", "1"),
+        )
+
+    def store(self, save: Callable[[bytes, str], None] | None) -> dict | None:
+        """Write the file (blocking): same bytes under the same name keep the name, other bytes get
+        ``name (1).ext``, ``name (2).ext``... unless ``overwrite``; None (400) for a path outside the folder."""
+        folder = os.path.join(self.upload_dir, os.path.normpath(self.subfolder))
+        filepath = os.path.abspath(os.path.join(folder, self.filename))
+        if os.path.commonpath((self.upload_dir, filepath)) != self.upload_dir:
+            return None
+        os.makedirs(folder, exist_ok=True)
+        data: bytes = self.file.read()
+        filename, duplicate = self.filename, False
+        if not self.overwrite:
+            stem, ext = os.path.splitext(self.filename)
+            counter = 1
+            while os.path.exists(filepath):
+                if Path(filepath).read_bytes() == data:  # compare_image_hash (sha256 in ComfyUI)
+                    duplicate = True
+                    break
+                filename = f"{stem} ({counter}){ext}"
+                filepath = os.path.join(folder, filename)
+                counter += 1
+        if not duplicate:
+            if save is not None:
+                save(data, filepath)
+            else:
+                Path(filepath).write_bytes(data)
+        return {"name": filename, "subfolder": self.subfolder, "type": self.type_}
+
+
+# server.py's middlewares at the recorded commit (middleware/cache_middleware.py, origin_only).
+_NO_CACHE_SUFFIXES = (".js", ".css", "index.json")
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@web.middleware
+async def _cache_control(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """cache_middleware.cache_control: ``no-cache`` for scripts and styles, a day for images (an hour for a 404)."""
+    response = await handler(request)
+    path = request.path
+    if path.endswith(_NO_CACHE_SUFFIXES):
+        response.headers.setdefault("Cache-Control", "no-cache")
+    elif path.lower().endswith(_IMAGE_SUFFIXES):
+        if response.status == 404:
+            response.headers.setdefault("Cache-Control", "public, max-age=3600")
+        elif response.status in (200, 201, 202, 203, 204, 205, 206, 301, 308):
+            response.headers.setdefault("Cache-Control", "public, max-age=86400")
+        elif response.status in (302, 303, 307):
+            response.headers.setdefault("Cache-Control", "no-cache")
+    return response
+
+
+def _is_loopback(host: str | None) -> bool:
+    """server.is_loopback for literal addresses and ``localhost`` (ComfyUI also resolves other names)."""
+    if host is None:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@web.middleware
+async def _origin_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """server.create_origin_only_middleware: on a loopback Host, a request whose Origin names another
+    host:port is refused with an empty 403 (a browser page elsewhere may not drive ComfyUI); OPTIONS is 200."""
+    if "Host" in request.headers and "Origin" in request.headers:
+        host_domain = request.headers["Host"].lower()
+        parsed = urllib.parse.urlparse(request.headers["Origin"])
+        origin_domain: str | None = parsed.netloc.lower()
+        host_parsed = urllib.parse.urlsplit("//" + host_domain)
+        loopback = _is_loopback(host_parsed.hostname)
+        host_cmp: str | None = host_domain
+        if parsed.port is None:
+            host_cmp = host_parsed.hostname
+        if host_parsed.port is None:
+            origin_domain = parsed.hostname
+        if loopback and host_cmp and origin_domain and host_cmp != origin_domain:
+            return web.Response(status=403)
+    if request.method == "OPTIONS":
+        return web.Response()
+    return await handler(request)
 
 
 def _empty_200() -> web.Response:
@@ -1291,9 +1683,11 @@ class ComfyStandIn:
         step_seconds: float = 0.0,
         checkpoints: list[str] | None = None,
         data_dir: str | Path | None = None,
+        web_root: str | Path = WEB_ROOT,
         **settings: Any,
     ) -> None:
         self.host = host
+        self.web_root = Path(web_root)
         self.port = port
         self.settings = StandInSettings(step_seconds=step_seconds)
         if checkpoints is not None:
@@ -1327,8 +1721,15 @@ class ComfyStandIn:
         base = f"ws://{self.host}:{self.port}/ws"
         return f"{base}?clientId={client_id}" if client_id else base
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._delay_middleware], client_max_size=104857600)
+        # server.PromptServer: middlewares [cache_control, origin_only] and a 100 MB body limit
+        # (--max-upload-size 100, features.json max_upload_size); the fault delay goes first.
+        middlewares = [self._delay_middleware, _cache_control, _origin_only]
+        app = web.Application(middlewares=middlewares, client_max_size=104857600)
         self._add_routes(app)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
@@ -1338,6 +1739,7 @@ class ComfyStandIn:
         if self.port == 0 and server is not None and server.sockets:
             self.port = server.sockets[0].getsockname()[1]
         self._tasks = [asyncio.create_task(self.hub.publish_loop()), asyncio.create_task(self._worker())]
+        await self._write_gtt()
 
     async def _pause(self, seconds: float) -> None:
         """An injected delay that ends early when the stand-in stops (so stop() never hangs)."""
@@ -1386,6 +1788,49 @@ class ComfyStandIn:
     def _input_files(self) -> list[str]:
         return sorted(p.name for p in self.input_dir.iterdir() if p.is_file()) if self.input_dir.exists() else []
 
+    def annotated_input_path(self, name: str) -> Path:
+        """folder_paths.get_annotated_filepath: ``name [output]`` picks the folder, else the input folder."""
+        name, folder = self._annotated(name)
+        return (folder or self.input_dir) / name
+
+    def is_changed(self, prompt: dict) -> dict[str, str]:
+        """LoadImage/LoadImageMask.IS_CHANGED: the sha256 of the file (blocking: run in a thread)."""
+        out: dict[str, str] = {}
+        for node_id, node in prompt.items():
+            image = node.get("inputs", {}).get("image")
+            if node.get("class_type") in IMAGE_FILE_INPUTS and isinstance(image, str):
+                try:
+                    out[node_id] = hashlib.sha256(self.annotated_input_path(image).read_bytes()).hexdigest()
+                except OSError:
+                    out[node_id] = ""
+        return out
+
+    async def set_vram_in_use(self, held: int) -> None:
+        """What the loaded models hold: /system_stats vram_free and the fake sysfs GTT follow it."""
+        self.executor.vram_in_use = max(0, held)
+        await self._write_gtt()
+
+    def gtt_used(self) -> int:
+        """GTT in use as amdgpu would count it: what was in use before ComfyUI plus its models."""
+        s = self.settings
+        return s.vram_total - s.vram_free + self.executor.vram_in_use
+
+    async def _write_gtt(self) -> None:
+        """``gtt_sysfs_dir``: card0/device/mem_info_gtt_used and _total, as amdgpu's sysfs shows them."""
+        if not self.settings.gtt_sysfs_dir:
+            return
+        device = Path(self.settings.gtt_sysfs_dir) / "card0" / "device"
+        used, total = self.gtt_used(), self.settings.vram_total
+
+        def write() -> None:
+            device.mkdir(parents=True, exist_ok=True)
+            for name, value in (("mem_info_gtt_used", used), ("mem_info_gtt_total", total)):
+                tmp = device / f".{name}.tmp"
+                tmp.write_text(f"{value}\n", encoding="ascii")
+                tmp.replace(device / name)
+
+        await asyncio.to_thread(write)
+
     @property
     def history(self) -> dict[str, dict]:
         return self.queue.history
@@ -1405,10 +1850,7 @@ class ComfyStandIn:
 
     async def drop_websockets(self) -> int:
         """Close every open websocket (the client sees the connection end)."""
-        sockets = list(self.hub.all_open)
-        for ws in sockets:
-            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"stand-in drop")
-        return len(sockets)
+        return await self.hub.close_all()
 
     async def save_images(self, image: Image, prefix: str, type_: str, text: dict[str, str]) -> list[dict]:
         base = self.output_dir if type_ == "output" else self.temp_dir
@@ -1440,7 +1882,7 @@ class ComfyStandIn:
                     traceback.print_exc()
                     self.queue.running.pop(task_id, None)
                     self._queue_updated()
-            self._apply_flags(self.queue.take_flags())
+            await self._apply_flags(self.queue.take_flags())
 
     async def _run_item(self, item: QueueItem, task_id: int) -> None:
         counters = self.counters
@@ -1461,12 +1903,14 @@ class ComfyStandIn:
         self.queue.task_done(task_id, dict(ex.outputs_ui), dict(ex.meta), status)
         if self.hub.client_id is not None:
             self.hub.send_sync("executing", {"node": None, "prompt_id": item.prompt_id}, self.hub.client_id)
+        self.hub.end_prompt()
 
-    def _apply_flags(self, flags: dict) -> None:
-        """POST /free takes effect between prompts; free_memory implies unload_models."""
+    async def _apply_flags(self, flags: dict) -> None:
+        """POST /free takes effect between prompts (main.prompt_worker reads q.get_flags() after
+        task_done); free_memory implies unload_models."""
         free_memory = flags.get("free_memory", False)
         if flags.get("unload_models", free_memory):
-            self.executor.models_loaded = False
+            await self.executor.unload_models()
         if free_memory:
             self.executor.reset()
 
@@ -1495,6 +1939,9 @@ class ComfyStandIn:
             ("GET", "/settings", self.get_settings),
             ("GET", "/users", self.get_users),
             ("GET", "/ws", self.websocket),
+            ("POST", "/upload/image", self.post_upload_image),
+            ("POST", "/upload/mask", self.post_upload_mask),
+            ("GET", "/", self.get_root),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
@@ -1503,6 +1950,8 @@ class ComfyStandIn:
         app.router.add_post("/_standin/config", self.control_config)
         app.router.add_post("/_standin/drop_websockets", self.control_drop_websockets)
         app.router.add_post("/_standin/reset_counters", self.control_reset_counters)
+        # server.add_routes: the frontend's files last, so every API route wins over them.
+        app.router.add_static("/", self.web_root)
 
     @web.middleware
     async def _delay_middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
@@ -1518,7 +1967,7 @@ class ComfyStandIn:
         stats = copy.deepcopy(load_capture("system_stats.json"))
         s = self.settings
         stats["system"]["ram_total"], stats["system"]["ram_free"] = s.ram_total, s.ram_free
-        vram_free = s.vram_free - (s.model_vram_bytes if self.executor.models_loaded else 0)
+        vram_free = s.vram_free - self.executor.vram_in_use
         device = stats["devices"][0]
         device.update(vram_total=s.vram_total, vram_free=vram_free, torch_vram_total=s.vram_total, torch_vram_free=vram_free)
         return web.json_response(stats)
@@ -1616,7 +2065,10 @@ class ComfyStandIn:
 
     async def get_view(self, request: web.Request) -> web.StreamResponse:
         """server.view_image: 400 for traversal or a bad type, 404 empty for a missing file
-        (view_path_traversal.json, view_bad_type.json, view_missing_file.json)."""
+        (view_path_traversal.json, view_bad_type.json, view_missing_file.json); ``preview=`` and
+        ``channel=`` conversions answered from memory (view_preview_webp_headers.json,
+        view_channel_a_headers.json: no Etag), else the file (view_input_headers.json). A
+        conversion of a file Pillow cannot read is ComfyUI's 500 page."""
         self.counters.view_requests += 1
         query = request.rel_url.query
         if "filename" not in query:
@@ -1638,8 +2090,85 @@ class ComfyStandIn:
         if not await asyncio.to_thread(path.is_file):
             return web.Response(status=404)
         name = os.path.basename(filename)
+        disposition = {"Content-Disposition": f'filename="{name}"'}
+        try:
+            variant = await asyncio.to_thread(media.view_variant, path, query.get("preview"), query.get("channel"))
+        except Exception:  # noqa: BLE001 - an exception in view_image is aiohttp's 500 page
+            return _server_trouble()
+        if variant is not None:
+            body, content_type = variant
+            return web.Response(body=body, content_type=content_type, headers=disposition)
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return web.FileResponse(path, headers={"Content-Disposition": f'filename="{name}"', "Content-Type": content_type})
+        return web.FileResponse(path, headers={**disposition, "Content-Type": content_type})
+
+    # ---- uploads (server.image_upload / upload_image / upload_mask)
+
+    async def post_upload_image(self, request: web.Request) -> web.Response:
+        """multipart ``image`` (+ ``overwrite``, ``type``, ``subfolder``) → ``{"name","subfolder","type"}``
+        (upload_image_*.json)."""
+        return await self._upload(request, mask=False)
+
+    async def post_upload_mask(self, request: web.Request) -> web.Response:
+        """Like /upload/image, but the file written is ``original_ref``'s image with this upload's alpha
+        (upload_mask_response.json)."""
+        return await self._upload(request, mask=True)
+
+    async def _upload(self, request: web.Request, mask: bool) -> web.Response:
+        self.counters.uploads += 1
+        try:
+            post = await request.post()
+            upload = _Upload.parse(post, self._upload_dirs())
+            if upload is None:
+                return web.Response(status=400)
+            save = self._save_mask(post.get("original_ref")) if mask else None
+            result = await asyncio.to_thread(upload.store, save)
+        except web.HTTPException:
+            raise  # aiohttp's own answers, e.g. 413 for a body over client_max_size
+        except Exception:  # noqa: BLE001 - what raises in ComfyUI's handler is aiohttp's 500 page
+            return _server_trouble()
+        if result is None:
+            return web.Response(status=400)
+        return web.json_response(result)
+
+    def _upload_dirs(self) -> dict[str, str]:
+        """server.get_dir_by_type: absolute folder per upload ``type``."""
+        return {name: os.path.abspath(folder) for name, folder in (("input", self.input_dir), ("temp", self.temp_dir), ("output", self.output_dir))}
+
+    def _save_mask(self, original_ref: Any) -> Callable[[bytes, str], None]:
+        """upload_mask's image_save_function. Its refusals (bad name, type, subfolder; missing original)
+        are ignored by image_upload in ComfyUI: the answer is still 200 with a name, and no file is
+        written. A missing/non-JSON ``original_ref`` raises (500)."""
+        dirs = self._upload_dirs()
+
+        def save(mask_bytes: bytes, filepath: str) -> None:
+            ref = json.loads(original_ref)
+            filename, annotated = self._annotated(ref["filename"])
+            if not filename or filename[0] == "/" or ".." in filename:
+                return
+            output_dir = os.path.abspath(annotated) if annotated is not None else dirs.get(ref.get("type", "output"))
+            if output_dir is None:
+                return
+            if ref.get("subfolder", "") != "":
+                full = os.path.join(output_dir, ref["subfolder"])
+                if os.path.commonpath((os.path.abspath(full), output_dir)) != output_dir:
+                    return
+                output_dir = full
+            original = os.path.join(output_dir, filename)
+            if os.path.isfile(original):
+                media.paste_mask_alpha(Path(original), mask_bytes, Path(filepath))
+
+        return save
+
+    # ---- the frontend (server.get_root + the static route)
+
+    async def get_root(self, request: web.Request) -> web.StreamResponse:
+        """index.html with ``Cache-Control: no-cache``, ``Pragma: no-cache``, ``Expires: 0``
+        (server.get_root at the recorded commit; later versions send ``no-store, must-revalidate``)."""
+        response = web.FileResponse(self.web_root / "index.html")
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["Pragma"] = "no-cache"
+        response.headers["Expires"] = "0"
+        return response
 
     def _dir_for_type(self, type_: str) -> Path | None:
         return {"output": self.output_dir, "input": self.input_dir, "temp": self.temp_dir}.get(type_)
@@ -1785,6 +2314,7 @@ class ComfyStandIn:
             "settings": dataclasses.asdict(self.settings),
             "counters": dataclasses.asdict(self.counters),
             "models_loaded": self.executor.models_loaded,
+            "vram_in_use": self.executor.vram_in_use,
             "queue_remaining": self.queue.remaining(),
             "websockets": len(self.hub.all_open),
             "history_ids": list(self.queue.history),
@@ -1802,6 +2332,7 @@ class ComfyStandIn:
             self.settings.update(changes)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        await self._write_gtt()
         return web.json_response(dataclasses.asdict(self.settings))
 
     async def control_drop_websockets(self, request: web.Request) -> web.Response:

@@ -24,31 +24,46 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
-def _pixel_rows(width: int, height: int, seed: int) -> bytes:
-    """Filter-type-0 scanlines: a seeded noise row, rotated by one pixel per line."""
+def noise_rgb(width: int, height: int, seed: int) -> bytes:
+    """Raw 8-bit RGB pixels (``width * height * 3`` bytes): a seeded noise row, rotated by one pixel per line.
+
+    The same pixels ``make_png`` encodes, for code that composes images (the stand-in's inpainting).
+    """
     stride = width * _CHANNELS
     base = random.Random(seed).randbytes(stride)
     doubled = base + base
+    return b"".join(doubled[(y * _CHANNELS) % stride : (y * _CHANNELS) % stride + stride] for y in range(height))
+
+
+def _scanlines(width: int, rgb: bytes) -> bytes:
+    """Filter-type-0 scanlines: a zero byte before every row."""
+    stride = width * _CHANNELS
     rows = bytearray()
-    for y in range(height):
-        shift = (y * _CHANNELS) % stride
+    for start in range(0, len(rgb), stride):
         rows += b"\x00"
-        rows += doubled[shift : shift + stride]
+        rows += rgb[start : start + stride]
     return bytes(rows)
 
 
 def make_png(width: int, height: int, seed: int, text: dict[str, str] | None = None) -> bytes:
-    """A valid 8-bit RGB PNG of ``width`` x ``height``; ``text`` adds tEXt chunks.
+    """A valid 8-bit RGB PNG of ``width`` x ``height`` seeded noise; ``text`` adds tEXt chunks.
 
     ComfyUI's SaveImage stores the prompt as a ``prompt`` tEXt chunk, hence ``text``.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"PNG size must be positive, got {width}x{height}")
+    return encode_png(width, height, noise_rgb(width, height, seed), text)
+
+
+def encode_png(width: int, height: int, rgb: bytes, text: dict[str, str] | None = None) -> bytes:
+    """Raw 8-bit RGB pixels as a PNG (zlib level 1: fast, and the noise rows still compress)."""
+    if width <= 0 or height <= 0 or len(rgb) != width * height * _CHANNELS:
+        raise ValueError(f"need {width}x{height} RGB pixels, got {len(rgb)} bytes")
     header = struct.pack(">IIBBBBB", width, height, _BIT_DEPTH, _COLOR_TYPE_RGB, 0, 0, 0)
     parts = [PNG_SIGNATURE, _chunk(b"IHDR", header)]
     for key, value in (text or {}).items():
         parts.append(_chunk(b"tEXt", key.encode("latin-1") + b"\x00" + value.encode("latin-1", "replace")))
-    parts.append(_chunk(b"IDAT", zlib.compress(_pixel_rows(width, height, seed), 1)))
+    parts.append(_chunk(b"IDAT", zlib.compress(_scanlines(width, rgb), 1)))
     parts.append(_chunk(b"IEND", b""))
     return b"".join(parts)
 

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from PIL import Image as PILImage
 
-from tests.support.comfyui_standin import ComfyStandIn, StandInProcess, free_port
+from tests.support.comfyui_standin import SOURCE_NODES, ComfyStandIn, StandInProcess, free_port
 from tests.support.png import make_png, png_size, png_text
 
 CAPTURES = Path(__file__).parents[2] / "captures"
@@ -744,7 +744,7 @@ async def test_object_info_for_unknown_class_is_empty(comfy, session):
 
 async def test_object_info_lists_both_subsets(comfy, session):
     info = await get_json(session, f"{comfy.url}/object_info")
-    expected = {**capture("object_info_core_subset.json"), **capture("object_info_extra_subset.json")}
+    expected = {**capture("object_info_core_subset.json"), **capture("object_info_extra_subset.json"), **SOURCE_NODES}
     assert sorted(info) == sorted(expected)
 
 
