@@ -82,6 +82,9 @@ COMFYUI_SCHEMA = vol.Schema(
         # no websocket message for this long during a render -> poll /history
         vol.Optional("ws_silence_timeout", default=5.0): _positive_float,
         vol.Optional("history_poll_interval", default=1.0): _positive_float,
+        # ComfyUI's temp directory as the bridge sees it: renders land there and the bridge removes each
+        # one once cached ("" = from ComfyUI's own --temp-directory / --base-directory when that path exists)
+        vol.Optional("temp_dir", default=""): str,
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -175,6 +178,9 @@ SLOT_SCHEMA = vol.Schema(
         vol.Optional("create", default=True): bool,
         # backend "systemd" running a container: read the container's own state
         vol.Optional("container_name", default=""): str,
+        # process backend: <state_dir>/slots/NAME.log is rotated past this size, keeping this many old ones
+        vol.Optional("log_max_bytes", default=10 * 1024 * 1024): vol.All(int, vol.Range(min=4096)),
+        vol.Optional("log_backups", default=3): vol.All(int, vol.Range(min=1, max=20)),
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -215,8 +221,20 @@ ARBITER_SCHEMA = vol.Schema(
     {
         # a mode is held at least this long before demand may switch it away (no thrash)
         vol.Optional("min_mode_seconds", default=30.0): vol.All(vol.Any(int, float), vol.Range(min=0)),
-        # how long a switch to inference waits for ComfyUI to really let go of the GPU
+        # how long a switch to inference waits for ComfyUI to really let go of the GPU (then: img slot restart)
         vol.Optional("release_timeout", default=60.0): _positive_float,
+        # with amdgpu sysfs: released once GTT use fell by this share of what it was when the switch began...
+        vol.Optional("release_gtt_drop", default=0.5): vol.All(vol.Any(int, float), vol.Range(min=0.01, max=1)),
+        # ...or once it has not fallen for this many seconds
+        vol.Optional("release_settle", default=2.0): _positive_float,
+        # a hung ComfyUI: after this many failed idle-restore switches (0 = never) ...
+        vol.Optional("hung_idle_attempts", default=3): vol.All(int, vol.Range(min=0)),
+        # ... or this long unreachable in generation mode while its slot runs (0 = never), the img slot
+        # is restarted and the GPU goes back to inference
+        vol.Optional("hung_unreachable_minutes", default=10.0): vol.All(vol.Any(int, float), vol.Range(min=0)),
+        # a slot that dies by itself is restarted after this delay, doubling up to the max
+        vol.Optional("restart_backoff", default=1.0): _positive_float,
+        vol.Optional("restart_backoff_max", default=60.0): _positive_float,
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -268,6 +286,7 @@ class ComfyConfig:
     render_timeout: float
     ws_silence_timeout: float
     history_poll_interval: float
+    temp_dir: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +362,8 @@ class SlotConfig:
     # the container: key ``name`` (backend "container", default hal0-slot-NAME) or ``container_name``
     # (backend "systemd" running a container; empty = the unit's state only)
     container_name: str = ""
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +377,12 @@ class LlmConfig:
 class ArbiterConfig:
     min_mode_seconds: float = 30.0
     release_timeout: float = 60.0
+    release_gtt_drop: float = 0.5
+    release_settle: float = 2.0
+    hung_idle_attempts: int = 3
+    hung_unreachable_minutes: float = 10.0
+    restart_backoff: float = 1.0
+    restart_backoff_max: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,7 +524,10 @@ def build(raw: dict[str, Any]) -> Config:
         models=models,
         llm=LlmConfig(**_fields(LlmConfig, data["llm"])),
         arbiter=ArbiterConfig(
-            **{**_fields(ArbiterConfig, data["arbiter"]), "min_mode_seconds": float(data["arbiter"]["min_mode_seconds"])}
+            **{
+                **_fields(ArbiterConfig, data["arbiter"]),
+                **{k: float(data["arbiter"][k]) for k in ("min_mode_seconds", "release_gtt_drop", "hung_unreachable_minutes")},
+            }
         ),
     )
 

@@ -44,6 +44,7 @@ class ComfyUI:
         self.cfg = cfg
         self.hub = hub
         self.client_id = client_id or uuid.uuid4().hex
+        self.gtt = gtt  # the one GTT reading (amdgpu sysfs) the monitor and the arbiter's release share
         self.client = ComfyUIClient(None, cfg, self.client_id)
         self.ws = ComfyWebsocket(self.client, cfg)
         self.monitor = EngineMonitor(

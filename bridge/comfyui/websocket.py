@@ -89,6 +89,8 @@ class ComfyWebsocket:
         self._connected = False
         self._wake = asyncio.Event()  # cut a reconnect backoff short
         self.active_prompt: str | None = None  # our prompt that ComfyUI is executing right now
+        # monotonic time a prompt (anyone's) was last seen queued or running on this socket
+        self.last_busy: float | None = None
         self.queue_remaining: int | None = None
         self.progress: Progress | None = None
         self.on_queue: list[QueueCallback] = []
@@ -211,6 +213,8 @@ class ComfyWebsocket:
             return
         if kind == "feature_flags":
             return
+        if kind in _CLIENT_MESSAGES or kind == "progress":
+            self.last_busy = now
         prompt_id = data.get("prompt_id")
         if kind == "executing" and prompt_id is None:
             # sent to a socket that (re)connects mid-run: {"node": "3"} without prompt_id belongs to
@@ -251,6 +255,8 @@ class ComfyWebsocket:
         remaining = exec_info.get("queue_remaining") if isinstance(exec_info, dict) else None
         if isinstance(remaining, int) and not isinstance(remaining, bool):
             self.queue_remaining = remaining
+            if remaining > 0:
+                self.last_busy = time.monotonic()
             for cb in list(self.on_queue):
                 _safe(cb, remaining)
             if remaining == 0:

@@ -21,8 +21,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config
@@ -30,6 +31,7 @@ from ..errors import BUSY, NOT_GENERATION, PINNED, SWITCH_FAILED, SWITCH_IN_PROG
 from ..status import Mode, Queue, StatusHub
 from .engine import EngineControl, EngineError
 from .idle_restore import IdleRestore
+from .release import ReleaseSettings, wait_released
 from .slots.base import SlotError
 from .slots.manager import SlotManager
 from .slots.slot import Slot
@@ -38,6 +40,14 @@ from .switch import Switch, SwitchFailed, other_mode
 
 _LOG = logging.getLogger(__name__)
 ACTIVITY_SAVE_INTERVAL = 30.0  # seconds between state writes caused by a busy ComfyUI queue
+
+
+@dataclass(frozen=True, slots=True)
+class CleanMark:
+    """When ComfyUI was last known to hold no models, and its newest history entry then."""
+
+    at: float  # monotonic
+    newest: str | None
 
 
 class Arbiter:
@@ -56,6 +66,8 @@ class Arbiter:
         self._active_images = 0
         self._activity_saved_at = 0.0
         self._idle = IdleRestore(self, hub, config.image.idle_restore_minutes * 60.0, config.comfyui.probe_interval)
+        self._release = ReleaseSettings.from_config(config.arbiter)
+        self._clean: CleanMark | None = None  # unknown at start: ComfyUI may hold models
 
     # ------------------------------------------------------------------------------ properties
 
@@ -366,6 +378,8 @@ class Arbiter:
             self._phase(sw, "ready", t)
             await self._rollback(sw, saved, f"ComfyUI not ready: {err}", img_started=not img_was_running)
         self._phase(sw, "ready", t)
+        if not img_was_running:  # a fresh ComfyUI holds no models
+            await self._mark_clean()
 
         await self._persist(switching_to=None, incomplete=False, since=time.time())
         self._mode = "generation"
@@ -389,9 +403,12 @@ class Arbiter:
 
     async def _to_inference(self, sw: Switch) -> None:
         await self._persist(mode="inference", switching_to="inference", switch_trigger=sw.trigger)
+        img = self._slots.img
+        img_running = img is not None and await img.is_running()
+        gtt_before = self._engine.gtt()  # before anything is asked of ComfyUI: the release compares with it
 
         t = time.monotonic()
-        if sw.force:
+        if sw.force and sw.restart_img is None:
             try:
                 await self._engine.cancel_all()
             except EngineError as err:
@@ -399,8 +416,7 @@ class Arbiter:
         self._phase(sw, "drain", t)
 
         t = time.monotonic()
-        img = self._slots.img
-        if img is not None and await img.is_running():
+        if img_running and sw.restart_img is None:
             try:
                 await self._engine.free()
             except EngineError as err:
@@ -411,8 +427,27 @@ class Arbiter:
                 sw.warnings.append(f"{err} (forced: going on)")
         self._phase(sw, "stop", t)
 
+        relaunch: Awaitable[None] | None = None
+        if img_running:
+            t = time.monotonic()
+            if sw.restart_img is not None:
+                relaunch = await self._restart_img(sw, sw.restart_img)
+            else:
+                released = await wait_released(
+                    self._engine, self._release, gtt_before=gtt_before, may_hold_models=await self._may_hold_models()
+                )
+                _LOG.info("release: %s (%.3fs)", released.how, released.waited)
+                if released.released:
+                    await self._mark_clean()
+                else:
+                    relaunch = await self._restart_img(sw, released.how)
+            self._phase(sw, "release", t)
+
         slots = [s for s in self._slots.llm if s.name in self._state.saved_llm_slots]
-        problems = await self._start_all(slots, sw)
+        if relaunch is None:
+            problems = await self._start_all(slots, sw)
+        else:  # ComfyUI comes back (without models) while the LLM slots start
+            problems, _ = await asyncio.gather(self._start_all(slots, sw), relaunch)
         if problems:
             # ComfyUI's models are already freed, but the LLM side is not complete: keep "generation"
             # (incomplete) so a retry — manual or the idle tick one window later — finishes the job.
@@ -421,6 +456,56 @@ class Arbiter:
             raise self._fail(sw, "LLM slot did not start: " + "; ".join(problems))
         await self._persist(switching_to=None, pinned=False, incomplete=False, since=time.time())
         self._mode = "inference"
+
+    async def _restart_img(self, sw: Switch, reason: str) -> Awaitable[None]:
+        """Stop the img slot — that frees its GPU memory for sure — and return the relaunch to await.
+
+        A slot that will not even stop may still hold the GPU: the switch fails and the mode stays
+        generation (like a failing ``/free``).
+        """
+        img = self._slots.img
+        assert img is not None
+        self._clean = None
+        try:
+            await img.stop()
+        except SlotError as err:
+            await self._persist(mode="generation", switching_to=None)
+            raise self._fail(sw, f"{reason}; the img slot would not stop either: {err}") from err
+        sw.warnings.append(f"{reason}; img slot {img.name} restarted")
+        _LOG.warning("switch to inference: %s; img slot %s restarted", reason, img.name)
+        self._hub.emit("img_slot_restarted", slot=img.name, reason=reason, trigger=sw.trigger)
+        return self._relaunch_img(sw)
+
+    async def _relaunch_img(self, sw: Switch) -> None:
+        img = self._slots.img
+        assert img is not None
+        try:
+            await img.start()
+        except SlotError as err:  # the GPU is free either way; ComfyUI's UI is what is missing
+            sw.warnings.append(f"img slot {img.name} did not come back: {err}")
+            return
+        await self._mark_clean()
+
+    async def _mark_clean(self) -> None:
+        """ComfyUI holds no models now (released, or freshly started): remember its newest history entry,
+        so the next release can tell whether anything ran (and loaded models) since."""
+        try:
+            newest = await self._engine.newest_prompt()
+        except EngineError:
+            self._clean = None
+            return
+        self._clean = CleanMark(time.monotonic(), newest)
+
+    async def _may_hold_models(self) -> bool:
+        """False only when ComfyUI provably ran nothing since it was last clean: its newest history entry
+        is unchanged and the websocket saw no prompt since (two observations, either one suffices)."""
+        mark = self._clean
+        if mark is None or self._engine.busy_since(mark.at):
+            return True
+        try:
+            return await self._engine.newest_prompt() != mark.newest
+        except EngineError:
+            return True
 
     async def _start_all(self, slots: list[Slot], sw: Switch | None = None) -> list[str]:
         """Launch then await readiness of all ``slots`` in parallel; the problems, one per failed slot."""

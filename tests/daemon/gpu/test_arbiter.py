@@ -16,11 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 from hal0_bridge import config as config_mod
-from hal0_bridge.comfyui.client import ComfyUIClient
+from hal0_bridge.comfyui.facade import ComfyUI
 from hal0_bridge.config import Config
 from hal0_bridge.errors import ApiError
 from hal0_bridge.gpu.arbiter import Arbiter
 from hal0_bridge.gpu.engine import ComfyEngineControl
+from hal0_bridge.gpu.memory import GttSource
 from hal0_bridge.gpu.slots.manager import SlotManager
 from hal0_bridge.status import StatusHub, Subscription
 
@@ -45,6 +46,7 @@ class Rig:
     ports: dict[str, int]
     logs: dict[str, Path]
     state_dir: Path
+    comfyui: ComfyUI  # the daemon's own ComfyUI handle (client, websocket, monitor) the arbiter observes
     subs: list[Subscription] = field(default_factory=list)
 
     @property
@@ -125,6 +127,7 @@ def build_config(
     slot_overrides: dict[str, dict[str, Any]] | None = None,
     image: dict[str, Any] | None = None,
     comfyui: dict[str, Any] | None = None,
+    arbiter: dict[str, Any] | None = None,
 ) -> Config:
     timeouts = {"ready_timeout": 15.0, "stop_timeout": 2.0, "drain_timeout": 2.0, "probe_timeout": 0.5,
                 "poll_interval": 0.2}
@@ -154,6 +157,7 @@ def build_config(
             "comfyui": {"url": f"http://127.0.0.1:{img_port}", "request_timeout": 2.0, "connect_timeout": 1.0,
                         "probe_interval": 0.1, "probe_timeout": 0.5, **(comfyui or {})},
             "image": {"idle_restore_minutes": 0, **(image or {})},
+            "arbiter": {"release_timeout": 10.0, **(arbiter or {})},
             "slots": slots,
         }
     )
@@ -174,6 +178,8 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[RigFactory]:
         image: dict[str, Any] | None = None,
         comfyui: dict[str, Any] | None = None,
         state: dict[str, Any] | str | None = None,
+        gtt: GttSource | None = None,
+        arbiter_cfg: dict[str, Any] | None = None,
     ) -> Rig:
         llm = {"llm1": []} if llm is None else llm
         ports = {name: fake_llama.free_port() for name in [*llm, "comfy"]}
@@ -182,7 +188,7 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[RigFactory]:
             img_command = img_command(ports["comfy"])
         config = build_config(
             tmp_path, llm=llm, img_command=img_command, img_port=ports["comfy"], ports=ports, logs=logs,
-            slot_overrides=slot_overrides, image=image, comfyui=comfyui,
+            slot_overrides=slot_overrides, image=image, comfyui=comfyui, arbiter=arbiter_cfg,
         )  # fmt: skip
         if state is not None:
             config.server.state_dir.mkdir(parents=True, exist_ok=True)
@@ -192,10 +198,12 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[RigFactory]:
         sessions.append(session)
         hub = StatusHub()
         slots = SlotManager.from_config(config, hub, session)
-        engine = ComfyEngineControl(ComfyUIClient(session, config.comfyui, "arbiter-test"))
-        arbiter = Arbiter(config, hub, engine, slots)
-        rig = Rig(config, hub, slots, arbiter, session, ports, logs, config.server.state_dir)
+        comfyui_handle = ComfyUI(config.comfyui, hub, client_id="arbiter-test", gtt=gtt)
+        arbiter = Arbiter(config, hub, ComfyEngineControl(comfyui_handle), slots)
+        comfyui_handle.set_img_slot_state(slots.img_state)
+        rig = Rig(config, hub, slots, arbiter, session, ports, logs, config.server.state_dir, comfyui_handle)
         made.append(rig)
+        await comfyui_handle.start()
         await slots.start()
         to_start = list(llm) if running is None else running
         await asyncio.gather(*(slots.get(name).start() for name in to_start))
@@ -208,6 +216,7 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[RigFactory]:
             sub.close()
         await rig.arbiter.stop()
         await rig.slots.stop()
+        await rig.comfyui.stop()
     for session in sessions:
         await session.close()
 
