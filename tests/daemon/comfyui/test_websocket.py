@@ -705,3 +705,35 @@ async def test_render_against_no_comfyui_is_unreachable_503() -> None:
             with pytest.raises(ComfyUnreachable) as caught:
                 await comfy.render(graph())
     assert caught.value.to_api_error().status == 503
+
+
+# -- lost messages against the stand-in (ComfyUI's history stays true, the socket does not) -------------
+
+
+@pytest.mark.parametrize("lost", ["executed", "execution_success"])
+async def test_a_lost_message_still_gives_the_recorded_image(standin: ComfyStandIn, comfyui: ComfyUI, lost: str) -> None:
+    standin.settings.drop_messages, standin.settings.drop_messages_prompts = [lost], 1
+    result = await comfyui.render(graph())
+    assert len(result.images) == 1
+    (png,) = await comfyui.fetch_images(result)
+    assert png.startswith(PNG_SIGNATURE)
+
+
+async def test_a_lost_execution_error_is_still_an_error(standin: ComfyStandIn, comfyui: ComfyUI) -> None:
+    standin.settings.fail_next_prompts = 1
+    standin.settings.drop_messages, standin.settings.drop_messages_prompts = ["execution_error"], 1
+    with pytest.raises(ComfyExecutionFailed) as caught:
+        await comfyui.render(graph())
+    assert "to have 4 channels" in caught.value.message
+
+
+@pytest.mark.parametrize(("after", "asks_history"), [("progress", True), ("executed", True), ("execution_success", False)])
+async def test_a_socket_cut_mid_render_still_gives_the_image(
+    standin: ComfyStandIn, comfyui: ComfyUI, after: str, asks_history: bool
+) -> None:
+    """Cut before the success arrived: the prompt lived through a disconnect, so /history settles it."""
+    standin.settings.step_seconds = 0.02
+    standin.settings.ws_close_after = after
+    result = await comfyui.render(graph(steps=5))
+    assert len(result.images) == 1
+    assert (standin.counters.history_requests >= 1) is asks_history
