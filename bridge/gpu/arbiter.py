@@ -36,10 +36,12 @@ from .slots.base import SlotError
 from .slots.manager import SlotManager
 from .slots.slot import Slot
 from .state import ArbiterState, StateStore
+from .supervisor import WATCH_INTERVAL, Supervisor
 from .switch import Switch, SwitchFailed, other_mode
 
 _LOG = logging.getLogger(__name__)
 ACTIVITY_SAVE_INTERVAL = 30.0  # seconds between state writes caused by a busy ComfyUI queue
+IDLE_RETRY = 60.0  # a failed idle-restore is tried again after at most this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +67,13 @@ class Arbiter:
         self._last: Switch | None = None
         self._active_images = 0
         self._activity_saved_at = 0.0
-        self._idle = IdleRestore(self, hub, config.image.idle_restore_minutes * 60.0, config.comfyui.probe_interval)
+        self._idle_window = config.image.idle_restore_minutes * 60.0
+        self._idle = IdleRestore(self, hub, self._idle_window, config.comfyui.probe_interval)
         self._release = ReleaseSettings.from_config(config.arbiter)
         self._clean: CleanMark | None = None  # unknown at start: ComfyUI may hold models
+        self._supervisor = Supervisor(self, hub, slots, config.arbiter)
+        self._idle_failures = 0  # idle-restore switches in a row that failed because of ComfyUI
+        self._unreachable_since: float | None = None  # monotonic: ComfyUI silent while its slot runs
 
     # ------------------------------------------------------------------------------ properties
 
@@ -133,6 +139,7 @@ class Arbiter:
                 _LOG.warning("arbiter: %s; restoring %s mode", reason, self._mode)
                 self._begin(self._mode, trigger="recovery", force=False, pin=None)
         self._idle.start()
+        self._supervisor.start(min(WATCH_INTERVAL, self._config.comfyui.probe_interval))
 
     async def _out_of_step(self) -> str | None:
         """Why the slots do not match the persisted mode (e.g. LLM units enabled at boot while the
@@ -149,8 +156,9 @@ class Arbiter:
         return f"LLM slots {', '.join(missing)} are not running in inference mode" if missing else None
 
     async def stop(self) -> None:
-        """Stop the idle loop; a switch in flight is cancelled and finished by the next start."""
+        """Stop the idle loop and supervision; a switch in flight is cancelled and finished by the next start."""
         await self._idle.stop()
+        await self._supervisor.stop()
         task = self._switch.task if self._switch else None
         if task is not None:
             task.cancel()
@@ -265,7 +273,53 @@ class Arbiter:
     # ------------------------------------------------------------------------------ switching
 
     def _settled_in(self, target: Mode) -> bool:
+        """In ``target`` with nothing left to do: for inference that includes every saved LLM slot being
+        ready, so a switch to inference while one is dead is a retry, not a "noop"."""
+        if self._mode != target or self._state.incomplete:
+            return False
+        return target != "inference" or not self._saved_down()
+
+    def _saved_down(self) -> list[str]:
+        return [s.name for s in self._slots.llm if s.name in self._state.saved_llm_slots and s.state != "ready"]
+
+    def _dead_saved(self) -> set[str]:
+        """Saved LLM slots that died by themselves (or failed to start): they stay saved, they should run."""
+        dead = self._supervisor.dead
+        return {s.name for s in self._slots.llm if s.name in self._state.saved_llm_slots and (s.name in dead or s.state == "error")}
+
+    # ------------------------------------------------------------------------------ supervision
+
+    def should_run(self, slot: Slot) -> bool:
+        """Supervision's question: restart this slot now that it died? Never during a switch."""
+        if self._switch is not None:
+            return False
+        if slot.group == "img":  # ComfyUI stays resident in both modes
+            return True
+        return self._settled_in_mode("inference") and slot.name in self._state.saved_llm_slots
+
+    def _settled_in_mode(self, target: Mode) -> bool:
         return self._mode == target and not self._state.incomplete
+
+    def watch(self) -> None:
+        """A ComfyUI that stays unreachable while its slot runs (wedged, e.g. a ROCm hang) for
+        ``hung_unreachable_minutes`` in unpinned generation mode: restart it and go back to inference."""
+        limit = self._config.arbiter.hung_unreachable_minutes * 60.0
+        img = self._slots.img
+        applies = (
+            limit > 0 and img is not None and img.container == "running" and self._mode == "generation"
+            and self._switch is None and not self._state.pinned and not self._active_images
+        )  # fmt: skip
+        if not applies or self._hub.status.reachable:
+            self._unreachable_since = None
+            return
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        elif now - self._unreachable_since >= limit:
+            self._unreachable_since = None
+            reason = f"ComfyUI did not answer for {limit / 60:g} min while its slot ran"
+            _LOG.warning("arbiter: %s; restarting it and restoring inference", reason)
+            self._begin("inference", trigger="hung", force=True, pin=None, restart_img=reason)
 
     def _generation_ready(self) -> bool:
         img = self._slots.img
@@ -283,10 +337,12 @@ class Arbiter:
         assert sw.task is not None
         await asyncio.shield(sw.task)
 
-    def _begin(self, target: Mode, *, trigger: str, force: bool, pin: bool | None) -> Switch:
+    def _begin(
+        self, target: Mode, *, trigger: str, force: bool, pin: bool | None, restart_img: str | None = None
+    ) -> Switch:
         """Start a switch. Synchronous on purpose: check-and-set of ``_switch`` cannot interleave."""
         assert self._switch is None, "one switch at a time"
-        sw = Switch(target=target, trigger=trigger, force=force, pin=pin)
+        sw = Switch(target=target, trigger=trigger, force=force, pin=pin, restart_img=restart_img)
         self._switch = sw
         self._hub.update(switchover=sw.view())
         self._hub.emit("switch_started", target=target, trigger=trigger, mode=self._mode)
@@ -296,6 +352,7 @@ class Arbiter:
 
     async def _run(self, sw: Switch) -> None:
         try:
+            await self._supervisor.pause()  # the switch owns the slots until it ends
             if sw.target == "generation":
                 await self._to_generation(sw)
             else:
@@ -314,6 +371,12 @@ class Arbiter:
             sw.finished_at = time.time()
             self._switch = None
             self._last = sw
+            if sw.target == "inference":
+                if not sw.error:
+                    self._idle_failures = 0
+                elif sw.trigger == "idle" and sw.comfy_fault:
+                    self._idle_failures += 1
+            self._supervisor.resume()
             self._hub.update(switchover=sw.view())
             event = "switch_failed" if sw.error else "switch_finished"
             self._hub.emit(
@@ -340,7 +403,8 @@ class Arbiter:
     async def _to_generation(self, sw: Switch) -> None:
         running = await self._slots.running_llm()
         settled_inference = self._state.mode == "inference" and not self._state.incomplete and not self._state.switching_to
-        saved = tuple(sorted(set(running) | (set() if settled_inference else set(self._state.saved_llm_slots))))
+        kept = set(self._state.saved_llm_slots) if not settled_inference else self._dead_saved()
+        saved = tuple(sorted(set(running) | kept))  # a slot that died is not dropped: it should run
         pinned = sw.pin if sw.pin is not None else self._state.pinned
         await self._persist(
             mode="generation", switching_to="generation", switch_trigger=sw.trigger, saved_llm_slots=saved, pinned=pinned
@@ -423,6 +487,7 @@ class Arbiter:
                 if not sw.force:
                     self._phase(sw, "stop", t)
                     await self._persist(mode="generation", switching_to=None)
+                    sw.comfy_fault = True
                     raise self._fail(sw, str(err)) from err
                 sw.warnings.append(f"{err} (forced: going on)")
         self._phase(sw, "stop", t)
@@ -470,6 +535,7 @@ class Arbiter:
             await img.stop()
         except SlotError as err:
             await self._persist(mode="generation", switching_to=None)
+            sw.comfy_fault = True
             raise self._fail(sw, f"{reason}; the img slot would not stop either: {err}") from err
         sw.warnings.append(f"{reason}; img slot {img.name} restarted")
         _LOG.warning("switch to inference: %s; img slot %s restarted", reason, img.name)
@@ -536,7 +602,12 @@ class Arbiter:
         pinned, a switch in flight, a render through the bridge)."""
         if self._mode != "generation" or self._state.pinned or self._switch is not None or self._active_images:
             return None
-        marks = [self._state.last_image_activity, self._state.since, self._last.finished_at if self._last else None]
+        last = self._last
+        finished = last.finished_at if last is not None else None
+        if finished is not None and last is not None and last.trigger in ("idle", "hung") and last.error:
+            # a failed attempt is retried soon (a window of at most IDLE_RETRY), not a whole window later
+            finished -= self._idle_window - min(self._idle_window, IDLE_RETRY)
+        marks = [self._state.last_image_activity, self._state.since, finished]
         return max((m for m in marks if m is not None), default=time.time())
 
     async def fresh_queue(self) -> Queue:
@@ -552,6 +623,15 @@ class Arbiter:
             await self._save()
 
     def restore_inference(self) -> None:
+        """Idle-restore fires. After ``hung_idle_attempts`` failed in a row because ComfyUI did not do its
+        part, this attempt restarts the img slot instead of asking it again."""
+        attempts = self._config.arbiter.hung_idle_attempts
+        if attempts and self._idle_failures >= attempts:
+            last = self._last.error if self._last is not None else None
+            reason = f"{self._idle_failures} idle-restore attempts in a row failed (last: {last})"
+            _LOG.warning("arbiter: %s; restarting the img slot", reason)
+            self._begin("inference", trigger="hung", force=True, pin=None, restart_img=reason)
+            return
         self._begin("inference", trigger="idle", force=False, pin=None)
 
     # ------------------------------------------------------------------------------ state

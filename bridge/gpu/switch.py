@@ -29,6 +29,7 @@ class Switch:
     task: asyncio.Task[None] | None = None
     # set when ComfyUI is known to be hung: skip /free and the release wait, restart the img slot (why)
     restart_img: str | None = None
+    comfy_fault: bool = False  # it failed because ComfyUI did not do its part (/free, a stop of its slot)
 
     def view(self) -> Switchover:
         return Switchover(

@@ -14,9 +14,13 @@ import aiohttp
 
 from ...config import SlotConfig
 from ...status import Container, SlotStateName
-from .base import SlotError, poll_until
+from .base import BackendState, SlotError, poll_until
 from .process import ProcessBackend
 from .systemd import SystemdBackend
+
+# while waiting for readiness, a systemd unit's state is read (one `systemctl show` fork) at most this
+# often; the HTTP readiness probe keeps the fast cadence of :func:`poll_until`
+SYSTEMD_STATE_EVERY = 1.0
 
 
 class Slot:
@@ -42,6 +46,9 @@ class Slot:
         self._state: SlotStateName = "offline"
         self._container: Container = "absent"
         self.on_change: Callable[[], None] = lambda: None
+        # a slot that was ready and then failed by itself (not during a start or stop): the supervisor
+        # hears of it here, with the backend's reason
+        self.on_died: Callable[[Slot, str], None] = lambda slot, detail: None
         if isinstance(backend, ProcessBackend):
             backend.on_exit = self._on_exit
 
@@ -118,6 +125,7 @@ class Slot:
         if self._op is not None or epoch != self._epoch:
             return self.state
         before = (self.state, self._container)
+        was_ready = self._state == "ready"
         if bs.phase in ("running", "starting", "stopping"):
             self._container = "running"
         else:
@@ -138,6 +146,8 @@ class Slot:
             self._state = "error" if self._error else "offline"
         if (self.state, self._container) != before:
             self.on_change()
+            if was_ready and bs.phase == "failed":
+                self.on_died(self, self._error or "failed")
         return self.state
 
     def _begin_op(self, op: Literal["starting", "stopping"] | None) -> None:
@@ -175,6 +185,10 @@ class Slot:
         finally:
             await self._end_op()
 
+    async def end_op(self) -> None:
+        """An operation ended (either way, also cancelled): show the slot's real state again."""
+        await self._end_op()
+
     async def _end_op(self) -> None:
         """An operation ended (either way): show the slot's real state again."""
         self._begin_op(None)
@@ -189,9 +203,17 @@ class Slot:
     async def wait_ready(self, timeout: float) -> None:
         """Bounded wait for readiness; fails at once when the process/unit has died."""
         failure: list[str] = []
+        every = SYSTEMD_STATE_EVERY if isinstance(self.backend, SystemdBackend) else 0.0
+        seen: list[tuple[float, BackendState]] = []
+
+        async def backend_state() -> BackendState:
+            now = asyncio.get_running_loop().time()
+            if not seen or now - seen[-1][0] >= every:
+                seen[:] = [(now, await self.backend.state())]
+            return seen[-1][1]
 
         async def ready() -> bool:
-            bs = await self.backend.state()
+            bs = await backend_state()
             if bs.phase in ("stopped", "failed"):
                 failure.append(bs.detail or "stopped")
                 return True

@@ -329,3 +329,30 @@ async def test_img_readiness_needs_system_stats_with_python_version(manager_for,
         assert await slot.refresh() == "ready"
     finally:
         await runner.cleanup()
+
+
+async def test_readiness_reads_a_systemd_units_state_at_most_once_a_second(manager_for, systemctl) -> None:  # type: ignore[no-untyped-def]
+    """A unit that takes ~2 s to become active: `systemctl show` forks stay at about one a second
+    (the HTTP probe may poll fast; polling the unit at the probe's pace forked ~18 times a second)."""
+    unit = systemctl / "units" / "hal0-slot@llm1.service"
+    (systemctl / "units" / "hal0-slot@llm1.service.start-as").write_text("activating start\n")
+    manager = await manager_for(
+        {"llm1": systemd_slot(poll_interval=60.0), "img": systemd_slot("img", poll_interval=60.0)}
+    )
+    slot = manager.get("llm1")
+    await slot.launch()
+    (systemctl / "calls").unlink()
+
+    async def activate_later() -> None:
+        await asyncio.sleep(2.0)
+        unit.write_text("active running\n")
+
+    flip = asyncio.create_task(activate_later())
+    started = asyncio.get_running_loop().time()
+    await slot.wait_until_ready()
+    waited = asyncio.get_running_loop().time() - started
+    await flip
+
+    shows = [c for c in calls(systemctl) if c.startswith("show ")]
+    assert 2.0 <= waited < 3.5
+    assert 2 <= len(shows) <= 5  # once at the start, then about once a second
