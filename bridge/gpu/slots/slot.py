@@ -1,6 +1,7 @@
 """One slot: a GPU consumer the arbiter starts and stops (an LLM server or the ComfyUI img slot).
 
-A :class:`Slot` is a *backend* that runs it (a systemd unit, or a child process the bridge owns)
+A :class:`Slot` is a *backend* that runs it (a systemd unit, a child process the bridge owns, or a
+podman/docker container)
 plus the HTTP view of it: readiness, and for llama.cpp slots the in-flight work from ``GET /slots``.
 """
 
@@ -14,13 +15,12 @@ import aiohttp
 
 from ...config import SlotConfig
 from ...status import Container, SlotStateName
-from .base import BackendState, SlotError, poll_until
+from .base import BackendState, SlotBackend, SlotError, poll_until
 from .process import ProcessBackend
-from .systemd import SystemdBackend
 
-# while waiting for readiness, a systemd unit's state is read (one `systemctl show` fork) at most this
-# often; the HTTP readiness probe keeps the fast cadence of :func:`poll_until`
-SYSTEMD_STATE_EVERY = 1.0
+# while waiting for readiness, a backend whose state costs a fork (`systemctl show`, `podman inspect`) is
+# read at most this often; the HTTP readiness probe keeps the fast cadence of :func:`poll_until`
+FORKING_STATE_EVERY = 1.0
 
 
 class Slot:
@@ -29,7 +29,7 @@ class Slot:
     def __init__(
         self,
         cfg: SlotConfig,
-        backend: SystemdBackend | ProcessBackend,
+        backend: SlotBackend,
         session: aiohttp.ClientSession,
         *,
         url: str,
@@ -49,6 +49,7 @@ class Slot:
         # a slot that was ready and then failed by itself (not during a start or stop): the supervisor
         # hears of it here, with the backend's reason
         self.on_died: Callable[[Slot, str], None] = lambda slot, detail: None
+        self._was_up = False  # ready since its last start/stop: a failure now is a death
         if isinstance(backend, ProcessBackend):
             backend.on_exit = self._on_exit
 
@@ -125,14 +126,11 @@ class Slot:
         if self._op is not None or epoch != self._epoch:
             return self.state
         before = (self.state, self._container)
-        was_ready = self._state == "ready"
-        if bs.phase in ("running", "starting", "stopping"):
-            self._container = "running"
-        else:
-            self._container = "exited" if bs.ever_ran else "absent"
+        self._container = bs.container_view
         if bs.phase == "running":
             if ready:
                 self._state, self._error = "ready", None
+                self._was_up = True
             else:
                 self._state = "error" if self._error else "starting"
         elif bs.phase == "starting":
@@ -146,13 +144,17 @@ class Slot:
             self._state = "error" if self._error else "offline"
         if (self.state, self._container) != before:
             self.on_change()
-            if was_ready and bs.phase == "failed":
-                self.on_died(self, self._error or "failed")
+        if bs.phase == "failed" and self._was_up:
+            # once per death, whatever order overlapping polls finish in: _was_up is only set by "ready"
+            self._was_up = False
+            self.on_died(self, self._error or "failed")
         return self.state
 
     def _begin_op(self, op: Literal["starting", "stopping"] | None) -> None:
         self._op = op
         self._epoch += 1
+        if op is not None:
+            self._was_up = False
 
     async def drain(self, timeout: float) -> bool:
         """Wait (bounded) until no request is in flight; False when work was still running at the end."""
@@ -203,7 +205,7 @@ class Slot:
     async def wait_ready(self, timeout: float) -> None:
         """Bounded wait for readiness; fails at once when the process/unit has died."""
         failure: list[str] = []
-        every = SYSTEMD_STATE_EVERY if isinstance(self.backend, SystemdBackend) else 0.0
+        every = 0.0 if isinstance(self.backend, ProcessBackend) else FORKING_STATE_EVERY
         seen: list[tuple[float, BackendState]] = []
 
         async def backend_state() -> BackendState:
