@@ -144,7 +144,7 @@ async def polling_lag(comfy_url: str, rounds: int) -> dict[str, Any]:
                     await probe.start()
                     ready_lag.append(time.monotonic() - flip.flip_at)
                     flip.flip_at = time.monotonic() + random.uniform(*FLIP_AFTER)
-                    assert await probe.drain(5.0)
+                    assert (await probe.drain(5.0)).idle
                     drain_lag.append(time.monotonic() - flip.flip_at)
                     flip.flip_at = float("inf")
                     await probe.stop()

@@ -414,8 +414,13 @@ class Arbiter:
 
         t = time.monotonic()
         drained = await asyncio.gather(*(s.drain(s.cfg.drain_timeout) for s in victims))
-        for slot, ok in zip(victims, drained, strict=True):
-            if not ok:
+        for slot, result in zip(victims, drained, strict=True):
+            if result.blind is not None:
+                sw.warnings.append(
+                    f"{slot.name}: cannot see its work in flight ({result.blind}); "
+                    f"waited the whole {slot.cfg.drain_timeout:g}s drain, then stopped it"
+                )
+            elif not result.idle:
                 sw.warnings.append(f"{slot.name}: still busy after {slot.cfg.drain_timeout:g}s drain; stopped anyway")
         self._phase(sw, "drain", t)
 

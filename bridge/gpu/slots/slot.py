@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
@@ -21,6 +22,23 @@ from .process import ProcessBackend
 # while waiting for readiness, a backend whose state costs a fork (`systemctl show`, `podman inspect`) is
 # read at most this often; the HTTP readiness probe keeps the fast cadence of :func:`poll_until`
 FORKING_STATE_EVERY = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """One look at an LLM slot's work: ``count`` requests in flight, or None and ``why`` it is unseen."""
+
+    count: int | None
+    why: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """How a drain ended: ``idle`` (nothing in flight at the end); ``blind`` says why the work could not
+    be seen, in which case the whole drain time was waited out."""
+
+    idle: bool
+    blind: str | None = None
 
 
 class Slot:
@@ -84,7 +102,9 @@ class Slot:
         if not self.url or not self.ready_path:
             return True
         try:
-            async with self._session.get(self.url + self.ready_path, timeout=self._timeout()) as resp:
+            async with self._session.get(
+                self.url + self.ready_path, timeout=self._timeout(), headers=self.cfg.headers
+            ) as resp:
                 if resp.status != 200:
                     return False
                 if self.ready_path.rstrip("/").endswith("system_stats"):
@@ -94,20 +114,31 @@ class Slot:
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
             return False
 
-    async def in_flight(self) -> int | None:
-        """llama.cpp ``GET /slots``: how many slots are processing; None when it cannot be seen."""
-        if self.group != "llm" or self.cfg.inflight != "slots" or not self.url:
-            return None
+    async def look(self) -> InFlight:
+        """llama.cpp ``GET /slots`` (with the slot's ``headers``): how many of its slots are processing.
+
+        ``count`` None means the work cannot be seen, and ``why`` says so: ``inflight = "none"``, no
+        ``url``, a server started with ``--api-key`` (401) or ``--no-slots`` (501), an answer that is not
+        llama.cpp's list.
+        """
+        if self.cfg.inflight != "slots":
+            return InFlight(None, 'inflight = "none"')
+        if not self.url:
+            return InFlight(None, "no url to ask")
         try:
-            async with self._session.get(self.url + "/slots", timeout=self._timeout()) as resp:
+            async with self._session.get(self.url + "/slots", timeout=self._timeout(), headers=self.cfg.headers) as resp:
                 if resp.status != 200:
-                    return None
+                    return InFlight(None, f"GET /slots answered {resp.status}")
                 data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            return InFlight(None, f"GET /slots failed: {err.__class__.__name__}")
         if not isinstance(data, list):
-            return None
-        return sum(1 for s in data if isinstance(s, dict) and s.get("is_processing"))
+            return InFlight(None, "GET /slots did not answer a list")
+        return InFlight(sum(1 for s in data if isinstance(s, dict) and s.get("is_processing")))
+
+    async def in_flight(self) -> int | None:
+        """How many requests are in flight, or None when that cannot be seen (:meth:`look`)."""
+        return (await self.look()).count
 
     async def is_running(self) -> bool:
         return (await self.backend.state()).phase in ("running", "starting")
@@ -156,13 +187,35 @@ class Slot:
         if op is not None:
             self._was_up = False
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait (bounded) until no request is in flight; False when work was still running at the end."""
+    async def drain(self, timeout: float) -> Drained:
+        """Wait (bounded) until no request is in flight.
+
+        Drain that cannot see is not drain (issue 10): when ``GET /slots`` cannot be read, the whole
+        ``timeout`` is waited out and the result says why, instead of counting the slot as idle. A slot
+        whose work was seen once and then went out of sight (a failing probe) is waited for too.
+        """
+        if self.group != "llm":
+            return Drained(True)
+        deadline = asyncio.get_running_loop().time() + timeout
+        blind: list[str] = []
 
         async def idle() -> bool:
-            return not await self.in_flight()
+            seen = await self.look()
+            if seen.count is None:
+                blind[:] = [seen.why]
+                return False
+            blind.clear()
+            return seen.count == 0
 
-        return await poll_until(idle, timeout)
+        first = await self.look()
+        if first.count is None:  # nothing to watch: wait it out
+            await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))
+            return Drained(False, first.why)
+        if first.count == 0:
+            return Drained(True)
+        left = max(0.0, deadline - asyncio.get_running_loop().time())
+        done = await poll_until(idle, left)
+        return Drained(done, blind[0] if blind and not done else None)
 
     async def launch(self) -> None:
         """Start the backend (no-op when already running); the slot shows ``starting`` until

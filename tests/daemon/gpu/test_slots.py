@@ -194,7 +194,7 @@ async def test_in_flight_follows_llama_slots_is_processing(manager_for, session)
         pass
 
     assert await slot.in_flight() == 1
-    assert await slot.drain(0.2) is False
+    assert (await slot.drain(0.2)).idle is False
 
 
 async def test_restarted_manager_adopts_the_running_child(manager_for, tmp_path, session) -> None:  # type: ignore[no-untyped-def]
