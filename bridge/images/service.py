@@ -94,6 +94,7 @@ class ImageService:
             raise
 
         names = [await self._cache.store(png) for png in images]
+        await self._comfy.outputs.remove(result.images)  # ComfyUI's disk stays bounded (comfyui/outputs.py)
         timings["total_s"] = round(time.monotonic() - started, 4)
         urls = [self.image_url(name) for name in names]
         data = (

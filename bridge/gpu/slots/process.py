@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ...config import SlotConfig
 from .base import BackendState, SlotError, poll_until
+from .logs import rotate_if_needed
 
 _LOG = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class ProcessBackend:
         self.last_exit = None
         argv = list(self._cfg.command)
         await asyncio.to_thread(self._pidfile.parent.mkdir, parents=True, exist_ok=True)
+        await self.rotate_log()
         log = await asyncio.to_thread(open, self._logfile, "ab")
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -128,6 +130,14 @@ class ProcessBackend:
         if self.on_exit is not None:
             self.on_exit()
         return code
+
+    async def rotate_log(self) -> None:
+        """Keep ``NAME.log`` under ``log_max_bytes`` with ``log_backups`` old ones (:mod:`.logs`)."""
+        try:
+            if await asyncio.to_thread(rotate_if_needed, self._logfile, self._cfg.log_max_bytes, self._cfg.log_backups):
+                _LOG.info("slot %s: log rotated (over %d bytes)", self._cfg.name, self._cfg.log_max_bytes)
+        except OSError as err:
+            _LOG.warning("slot %s: cannot rotate %s: %s", self._cfg.name, self._logfile, err)
 
     def _forget_pidfile(self) -> None:
         with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -356,3 +357,28 @@ async def test_readiness_reads_a_systemd_units_state_at_most_once_a_second(manag
     shows = [c for c in calls(systemctl) if c.startswith("show ")]
     assert 2.0 <= waited < 3.5
     assert 2 <= len(shows) <= 5  # once at the start, then about once a second
+
+
+CHATTY = (
+    "import sys, time\n"
+    "while True:\n"
+    "    sys.stdout.write('x' * 4095 + '\\n'); sys.stdout.flush(); time.sleep(0.01)\n"
+)  # ~400 kB/s into the slot's log
+
+
+async def test_a_chatty_process_slots_log_is_rotated_and_bounded(manager_for, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    chatty = {"group": "llm", "backend": "process", "command": [sys.executable, "-c", CHATTY],
+              "log_max_bytes": 64 * 1024, "log_backups": 2, "poll_interval": 0.1}  # fmt: skip
+    manager = await manager_for({"llm1": chatty, "img": idle_img_slot()})
+    slot = manager.get("llm1")
+    await slot.start()
+    log = tmp_path / "state" / "slots" / "llm1.log"
+
+    await asyncio.sleep(1.5)  # ~600 kB written: several rotations
+    sizes = {p.name: p.stat().st_size for p in log.parent.glob("llm1.log*")}
+    grown_from = log.stat().st_size
+    await asyncio.sleep(0.05)
+
+    assert set(sizes) == {"llm1.log", "llm1.log.1", "llm1.log.2"}  # a few generations, no more
+    assert all(size <= 64 * 1024 + 100 * 1024 for size in sizes.values())  # the bound + one poll's output
+    assert await slot.is_running() and log.stat().st_size != grown_from  # the child writes on, undisturbed
