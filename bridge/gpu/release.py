@@ -29,7 +29,7 @@ from .memory import GttReading
 IDLE_POLL_FIRST = 0.01  # first re-check of /queue; websocket events cut every wait short
 IDLE_POLL_MAX = 0.25
 IDLE_POLL_FACTOR = 1.5
-GTT_POLL = 0.05  # sysfs attributes are in-memory counters: cheap to read often
+GTT_POLL = 0.01  # sysfs attributes are in-memory counters: cheap to read often
 GTT_NOISE_BYTES = 16 * 1024 * 1024  # a fall smaller than this is not "still falling"
 GIB = 1024**3
 

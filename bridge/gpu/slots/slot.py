@@ -190,11 +190,13 @@ class Slot:
     async def drain(self, timeout: float) -> Drained:
         """Wait (bounded) until no request is in flight.
 
-        Drain that cannot see is not drain (issue 10): when ``GET /slots`` cannot be read, the whole
-        ``timeout`` is waited out and the result says why, instead of counting the slot as idle. A slot
-        whose work was seen once and then went out of sight (a failing probe) is waited for too.
+        Drain that cannot see is not drain (issue 10): when ``GET /slots`` cannot be read (``--api-key``
+        without the key in ``headers``, ``--no-slots``, no ``url``), the whole ``timeout`` is waited out
+        and the result says why, instead of counting the slot as idle. A slot whose work was seen once and
+        then went out of sight (a failing probe) is waited for too. ``inflight = "none"`` is the user's
+        word that there is nothing to wait for: no drain at all.
         """
-        if self.group != "llm":
+        if self.group != "llm" or self.cfg.inflight == "none":  # none: the user says there is nothing to wait for
             return Drained(True)
         deadline = asyncio.get_running_loop().time() + timeout
         blind: list[str] = []

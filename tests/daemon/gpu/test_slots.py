@@ -382,3 +382,17 @@ async def test_a_chatty_process_slots_log_is_rotated_and_bounded(manager_for, tm
     assert set(sizes) == {"llm1.log", "llm1.log.1", "llm1.log.2"}  # a few generations, no more
     assert all(size <= 64 * 1024 + 100 * 1024 for size in sizes.values())  # the bound + one poll's output
     assert await slot.is_running() and log.stat().st_size != grown_from  # the child writes on, undisturbed
+
+
+async def test_a_slot_without_a_url_cannot_be_seen_so_its_drain_waits_it_out(manager_for) -> None:  # type: ignore[no-untyped-def]
+    sleeper = {"group": "llm", "backend": "process", "command": ["sleep", "60"]}
+    manager = await manager_for({"blind": sleeper, "told": {**sleeper, "inflight": "none"}, "img": idle_img_slot()})
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    blind = await manager.get("blind").drain(0.3)
+    waited = loop.time() - started
+    told = await manager.get("told").drain(30.0)
+
+    assert (blind.idle, blind.blind) == (False, "no url to ask") and waited >= 0.3
+    assert (told.idle, told.blind) == (True, None)  # inflight = "none": the user's word, no wait
