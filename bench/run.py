@@ -307,7 +307,8 @@ ones) are ordering noise. bench_mqtt_latency (another engineer's) times from the
 hands the frame to the socket.
 
 **Switch overhead** (`bench/bench_switch.py`): the wall time of a whole switch minus the slots' own phases
-(drain, stop, start, ready), with instantly-starting process slots and the stand-in as ComfyUI.
+(drain, stop, start, ready), with instantly-starting process slots and the stand-in as ComfyUI; to
+inference it includes the release phase (shown on its own in the release rows).
 
 **Release phase** (`bench/bench_switch.py`, issue 10): `phases.release` of switches to inference with an
 idle ComfyUI (the stand-in), i.e. what the phase adds to the switch as it was before: the idle check
