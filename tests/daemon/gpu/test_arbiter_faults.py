@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from hal0_bridge.errors import ApiError
 
-from tests.daemon.gpu.test_arbiter import HANG_GUARD, REPO, RigFactory, rig_factory, standin_command  # noqa: F401
+from tests.daemon.gpu.test_arbiter import HANG_GUARD, REPO, RigFactory, standin_command
 from tests.support import fake_llama
 
 SYSTEMD_LLM = {"backend": "systemd", "url": "", "ready_path": "", "stop_timeout": 0.3}

@@ -15,8 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.daemon.gpu.test_arbiter import HANG_GUARD, Rig, RigFactory, rig_factory  # noqa: F401
-from tests.support.llama_fixtures import llama_binary, tiny_model  # noqa: F401
+from tests.daemon.gpu.test_arbiter import HANG_GUARD, RigFactory
 from tests.support.llama_server import LlamaServer, free_port
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
@@ -27,7 +26,7 @@ LlamaSlot = Callable[..., tuple[dict[str, Any], LlamaServer]]
 
 
 @pytest.fixture
-def llama_slot(llama_binary: Path, tiny_model: Path) -> LlamaSlot:  # noqa: F811
+def llama_slot(llama_binary: Path, tiny_model: Path) -> LlamaSlot:
     """``llama_slot(api_key=..., slots=..., headers=..., **slot_keys)``: slot_overrides for llm1 that make
     the bridge run a real llama-server, and the (never started here) LlamaServer for its URL/headers."""
 

@@ -17,7 +17,7 @@ from typing import Any
 from hal0_bridge.gpu.memory import sysfs_gtt
 from hal0_bridge.status import Subscription
 
-from tests.daemon.gpu.test_arbiter import HANG_GUARD, Rig, RigFactory, rig_factory, standin_command  # noqa: F401
+from tests.daemon.gpu.test_arbiter import HANG_GUARD, Rig, RigFactory, standin_command
 
 GIB = 1024**3
 MODEL_BYTES = 8 * GIB

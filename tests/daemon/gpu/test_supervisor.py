@@ -8,7 +8,7 @@ import os
 import signal
 from typing import Any
 
-from tests.daemon.gpu.test_arbiter import HANG_GUARD, Rig, RigFactory, rig_factory, standin_command  # noqa: F401
+from tests.daemon.gpu.test_arbiter import HANG_GUARD, Rig, RigFactory, standin_command
 
 FAST_RESTART = {"restart_backoff": 0.1, "restart_backoff_max": 5.0}
 NO_RESTART = {"restart_backoff": 600.0, "restart_backoff_max": 600.0}  # supervision never gets to act
