@@ -11,6 +11,7 @@ Three measurements, all with real processes and sockets on 127.0.0.1:
    that moment ``Slot.start()`` returns.
 3. Drain polling lag: a llama.cpp-like ``/slots`` whose ``is_processing`` clears at a known moment;
    how long after that ``Slot.drain()`` returns.
+4. The release phase's added time for an idle ComfyUI (:func:`release`), with and without amdgpu sysfs.
 
 Run: ``.venv/bin/python -m bench.bench_switch [--rounds N]``
 """
@@ -22,6 +23,7 @@ import asyncio
 import json
 import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +45,7 @@ FLIP_AFTER = (0.2, 0.5)  # the fake slot turns ready / idle after a random delay
 
 def _config(state_dir: Path, comfy_url: str, llm_count: int, extra_slot: dict[str, Any] | None = None) -> Any:
     instant = {"backend": "process", "command": ["sleep", "3600"], "ready_timeout": 10.0, "stop_timeout": 5.0,
-               "drain_timeout": 5.0, "poll_interval": 60.0}  # fmt: skip
+               "drain_timeout": 5.0, "poll_interval": 60.0, "inflight": "none"}  # fmt: skip
     slots: dict[str, Any] = {f"llm{i}": {"group": "llm", **instant} for i in range(1, llm_count + 1)}
     slots["comfy"] = {"group": "img", **instant}
     if extra_slot:
@@ -144,13 +146,97 @@ async def polling_lag(comfy_url: str, rounds: int) -> dict[str, Any]:
                     await probe.start()
                     ready_lag.append(time.monotonic() - flip.flip_at)
                     flip.flip_at = time.monotonic() + random.uniform(*FLIP_AFTER)
-                    assert await probe.drain(5.0)
+                    assert (await probe.drain(5.0)).idle
                     drain_lag.append(time.monotonic() - flip.flip_at)
                     flip.flip_at = float("inf")
                     await probe.stop()
             finally:
                 await slots.stop()
     return {"readiness_lag": summary_ms(ready_lag), "drain_lag": summary_ms(drain_lag)}
+
+
+RELEASE_CASES = {
+    # name: (stand-in settings, fake amdgpu sysfs, render before each switch to inference)
+    "no_sysfs": ({}, False, False),
+    "sysfs_nothing_ran": ({"model_vram_bytes": 8 * 1024**3}, True, False),
+    "sysfs_models_loaded": ({"model_vram_bytes": 8 * 1024**3}, True, True),
+}
+
+
+async def release(rounds: int) -> dict[str, Any]:
+    """The release phase's added time for an idle ComfyUI: ``phases.release`` of a switch to inference
+    (everything else in the switch is what it was before the phase existed).
+
+    Three idle cases, each with its own stand-in: no amdgpu sysfs (idle check only: ``GET /queue``, the
+    websocket, ``GET /history?max_items=1``); a fake sysfs and nothing rendered since ComfyUI was last
+    freed (no memory to wait for); a fake sysfs and a render before each switch (8 GiB "loaded", freed
+    at once by /free: the GTT wait ends at the first reading that dropped). One warm-up round first: the
+    bridge's first release after its own start knows nothing of ComfyUI's past.
+    """
+    from hal0_bridge.comfyui.facade import ComfyUI
+    from hal0_bridge.gpu.memory import sysfs_gtt
+
+    from bench.common import process, wait_http
+
+    out: dict[str, Any] = {}
+    graph = json.loads((Path(__file__).resolve().parents[1] / "tests" / "captures" / "prompt_request_example.json")
+                       .read_text())["prompt"]  # fmt: skip
+    for case, (settings, with_sysfs, render_first) in RELEASE_CASES.items():
+        with tempfile.TemporaryDirectory(prefix="hal0-bench-release-") as tmp:
+            drm = Path(tmp) / "drm"
+            sets = {**settings, **({"gtt_sysfs_dir": str(drm)} if with_sysfs else {})}
+            flags = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+            port = free_port()
+            async with process(sys.executable, "-m", "tests.support.comfyui_standin", "--port", str(port), *flags):
+                url = f"http://127.0.0.1:{port}"
+                await wait_http(f"{url}/system_stats")
+                config = _config(Path(tmp) / "state", url, 1)
+                hub = StatusHub()
+                comfy = ComfyUI(config.comfyui, hub, gtt=sysfs_gtt(drm) if with_sysfs else None)
+                async with aiohttp.ClientSession() as session:
+                    slots = SlotManager.from_config(config, hub, session)
+                    arbiter = Arbiter(config, hub, ComfyEngineControl(comfy), slots)
+                    await comfy.start()
+                    await slots.start()
+                    await asyncio.gather(*(s.start() for s in slots.slots))
+                    await arbiter.start()
+                    samples: list[float] = []
+                    try:
+                        with hub.subscribe(initial=False) as sub:
+                            for i in range(rounds + 1):
+                                for target in ("generation", "inference"):
+                                    if target == "inference" and render_first:
+                                        await _render_directly(session, url, graph)
+                                    await arbiter.request_switch(target, force=True)  # type: ignore[arg-type]
+                                    end = await _switch_end(sub)
+                                    if target == "inference" and i > 0:
+                                        samples.append(end["phases"]["release"])
+                    finally:
+                        await arbiter.stop()
+                        await slots.stop()
+                        await comfy.stop()
+            out[case] = summary_ms(samples)
+    return out
+
+
+async def _render_directly(session: aiohttp.ClientSession, url: str, graph: dict[str, Any]) -> None:
+    async with session.post(f"{url}/prompt", json={"prompt": {**graph, "3": {**graph["3"], "inputs": {
+            **graph["3"]["inputs"], "seed": random.randrange(2**32)}}}}) as resp:  # fmt: skip
+        prompt_id = (await resp.json())["prompt_id"]
+    while True:
+        async with session.get(f"{url}/history/{prompt_id}") as resp:
+            if await resp.json():
+                return
+        await asyncio.sleep(0.01)
+
+
+async def _switch_end(sub: Any) -> dict[str, Any]:
+    while True:
+        msg = await sub.get()
+        if msg.kind == "event" and msg.data["type"] in ("switch_finished", "switch_failed"):
+            if msg.data["error"]:
+                raise RuntimeError(msg.data["error"])
+            return dict(msg.data)
 
 
 async def main(rounds: int) -> None:
@@ -161,6 +247,7 @@ async def main(rounds: int) -> None:
             "switch_3_llm_slots": await switches(comfy_url, rounds, 3),
             "polling": await polling_lag(comfy_url, rounds),
         }
+    out["release_idle"] = await release(rounds)
     print(json.dumps(out, indent=2))
 
 

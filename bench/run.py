@@ -44,6 +44,7 @@ IMAGE_TARGET_MS = 5.0
 STATUS_TARGET_MS = 10.0
 EVENT_TARGET_MS = 20.0
 SWITCH_TARGET_MS = 150.0
+RELEASE_TARGET_MS = 100.0  # issue 10: what the release phase adds for an idle ComfyUI
 IDLE_CPU_TARGET_PCT = 1.0  # "~0": under 1 % of one core
 PAGE_WEIGHT_TARGET = 100 * 1024  # issue 14: bytes, uncompressed, without images
 PAGE_DOM_TARGET_MS = 50.0  # issue 14: status change -> DOM, p50
@@ -85,6 +86,7 @@ async def switch() -> dict[str, Any]:
             "switch_1_llm_slot": await bench_switch.switches(comfy_url, SWITCH_ROUNDS, 1),
             "switch_3_llm_slots": await bench_switch.switches(comfy_url, SWITCH_ROUNDS, 3),
             "polling": await bench_switch.polling_lag(comfy_url, SWITCH_ROUNDS),
+            "release_idle": await bench_switch.release(SWITCH_ROUNDS),
         }
 
 
@@ -188,6 +190,15 @@ def target_rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                     f"p50 {own['p50_ms']:.1f} ms, p99 {own['p99_ms']:.1f} ms (whole switch p50 {row['total']['p50_ms']:.1f} ms)",
                     f"< {SWITCH_TARGET_MS:g} ms", own["p50_ms"] < SWITCH_TARGET_MS,
                 ))  # fmt: skip
+    if sw and sw.get("release_idle"):
+        for case, label in (("no_sysfs", "no amdgpu sysfs"), ("sysfs_nothing_ran", "sysfs, nothing ran since freed"),
+                            ("sysfs_models_loaded", "sysfs, models loaded before the switch")):  # fmt: skip
+            row = sw["release_idle"][case]
+            rows.append((
+                f"Release phase added to a switch to inference, idle ComfyUI ({label})",
+                f"p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms",
+                f"< {RELEASE_TARGET_MS:g} ms", row["p99_ms"] < RELEASE_TARGET_MS,
+            ))  # fmt: skip
     fp = _ok(r.get("footprint"))
     if fp:
         for key, label in (("cpu_idle_pct", "ComfyUI healthy"), ("cpu_idle_100_sse_pct", "100 SSE clients"),
@@ -321,7 +332,16 @@ ones) are ordering noise. bench_mqtt_latency (another engineer's) times from the
 hands the frame to the socket.
 
 **Switch overhead** (`bench/bench_switch.py`): the wall time of a whole switch minus the slots' own phases
-(drain, stop, start, ready), with instantly-starting process slots and the stand-in as ComfyUI.
+(drain, stop, start, ready), with instantly-starting process slots and the stand-in as ComfyUI; to
+inference it includes the release phase (shown on its own in the release rows).
+
+**Release phase** (`bench/bench_switch.py`, issue 10): `phases.release` of switches to inference with an
+idle ComfyUI (the stand-in), i.e. what the phase adds to the switch as it was before: the idle check
+(`GET /queue`, the websocket's view, `GET /history?max_items=1` to learn whether anything ran since
+ComfyUI was last freed) and, with a fake amdgpu sysfs, the GTT wait. "Models loaded" renders once before
+each switch (8 GiB accounted, freed at once by `/free`), so the wait ends at the first GTT reading that
+fell (sampled every 10 ms). A first release after a bridge start, knowing nothing of ComfyUI's past, is
+a warm-up round and not counted: with sysfs and nothing to free it costs `release_settle` (2 s).
 
 **Footprint** (`bench/bench_footprint.py`): `VmRSS` from `/proc/<pid>/status`; CPU = `utime + stime` from
 `/proc/<pid>/stat` over 5 s (10 ms ticks: 0.2 % is a single tick). Baseline: a bare interpreter that

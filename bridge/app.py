@@ -78,7 +78,7 @@ class Bridge:
         if self.config.img_slot is not None:
             self.session = aiohttp.ClientSession()
             self.slots = SlotManager.from_config(self.config, self.hub, self.session)
-            self.arbiter = Arbiter(self.config, self.hub, ComfyEngineControl(self.comfy.client), self.slots)
+            self.arbiter = Arbiter(self.config, self.hub, ComfyEngineControl(self.comfy), self.slots)
             self.comfy.set_img_slot_state(self.slots.img_state)
             self._gate = self.arbiter
         else:

@@ -22,15 +22,25 @@ from .status import StatusHub
 
 MODES = ("generation", "inference")
 SWITCH_FIELDS = frozenset({"mode", "force", "pin"})
+PIN_FIELDS = frozenset({"pinned"})
+NO_ARBITER = "no img slot is configured, so there is no GPU arbiter"
+
+
+def _refuse_unknown(body: dict[str, Any], known: frozenset[str]) -> None:
+    """A mistyped field names itself (422 ``request.unknown_field``), never a silent default."""
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise ApiError(
+            errors.UNKNOWN_FIELD, f"unknown field {unknown[0]!r}", param=unknown[0], details={"allowed": sorted(known)}
+        )
 
 
 def parse_switch_body(body: Any) -> tuple[str, bool, bool | None]:
-    """``{mode, force?, pin?}``; anything else is 422 ``comfyui.invalid_mode`` naming the field."""
+    """``{mode, force?, pin?}``: a bad shape or value is 422 ``comfyui.invalid_mode`` naming the field, an
+    unknown field 422 ``request.unknown_field``."""
     if not isinstance(body, dict):
         raise ApiError(errors.INVALID_MODE, "body must be a JSON object like {\"mode\": \"generation\"}")
-    unknown = sorted(set(body) - SWITCH_FIELDS)
-    if unknown:
-        raise ApiError(errors.INVALID_MODE, f"unknown field {unknown[0]!r}", param=unknown[0])
+    _refuse_unknown(body, SWITCH_FIELDS)
     mode = body.get("mode")
     if mode not in MODES:
         raise ApiError(
@@ -51,9 +61,11 @@ def parse_switch_body(body: Any) -> tuple[str, bool, bool | None]:
 
 
 def parse_pin_body(body: Any) -> bool:
-    if not isinstance(body, dict) or not isinstance(body.get("pinned"), bool) or set(body) - {"pinned"}:
+    if isinstance(body, dict):
+        _refuse_unknown(body, PIN_FIELDS)
+    if not isinstance(body, dict) or not isinstance(body.get("pinned"), bool):
         raise ApiError(errors.INVALID_PIN, "body must be {\"pinned\": true} or {\"pinned\": false}", param="pinned")
-    return body["pinned"]
+    return bool(body["pinned"])
 
 
 class Commands:
@@ -116,24 +128,14 @@ class Commands:
 
     async def switchover(self, body: Any, *, trigger: str = "api") -> tuple[int, dict[str, Any]]:
         mode, force, pin = parse_switch_body(body)
-        if self._arbiter is not None:
-            return await self._arbiter.request_switch(mode, force=force, pin=pin, trigger=trigger)
-        # No arbiter: ComfyUI is the only GPU user, so the mode is always generation (see README).
-        if mode == self._hub.status.mode:
-            return 200, {"status": "noop", "mode": mode}
-        queue = self._hub.status.queue
-        if mode == "inference" and not force and queue.running + queue.pending:
-            raise ApiError(
-                errors.BUSY,
-                "ComfyUI is rendering; pass force to drop its renders",
-                details={"running": queue.running, "pending": queue.pending},
-            )
-        raise ApiError(errors.ARBITER_UNAVAILABLE, "no img slot is configured, so there is no GPU arbiter")
+        if self._arbiter is None:  # nothing to switch: a write path never pretends (issue 10)
+            raise ApiError(errors.ARBITER_UNAVAILABLE, NO_ARBITER)
+        return await self._arbiter.request_switch(mode, force=force, pin=pin, trigger=trigger)
 
     async def pin(self, body: Any) -> dict[str, Any]:
         pinned = parse_pin_body(body)
         if self._arbiter is None:
-            raise ApiError(errors.ARBITER_UNAVAILABLE, "no img slot is configured, so there is no GPU arbiter")
+            raise ApiError(errors.ARBITER_UNAVAILABLE, NO_ARBITER)
         return {"pinned": await self._arbiter.set_pin(pinned)}
 
     async def generate(self, body: Any) -> dict[str, Any]:

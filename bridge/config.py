@@ -141,6 +141,9 @@ COMFYUI_SCHEMA = vol.Schema(
         # no websocket message for this long during a render -> poll /history
         vol.Optional("ws_silence_timeout", default=5.0): _positive_float,
         vol.Optional("history_poll_interval", default=1.0): _positive_float,
+        # ComfyUI's temp directory as the bridge sees it: renders land there and the bridge removes each
+        # one once cached ("" = from ComfyUI's own --temp-directory / --base-directory when that path exists)
+        vol.Optional("temp_dir", default=""): str,
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -214,8 +217,9 @@ SLOT_SCHEMA = vol.Schema(
         vol.Optional("drain_timeout", default=30.0): _positive_float,
         # how to see in-flight work of an llm slot: llama.cpp GET /slots, or not at all
         vol.Optional("inflight", default="slots"): vol.In(["slots", "none"]),
-        # on a first start (no arbiter state yet) inference mode starts this llm slot
-        vol.Optional("autostart", default=False): bool,
+        # an llm slot the arbiter has no saved state for runs in inference mode when this is true;
+        # unset = true for slots the bridge runs itself (process, container), false for systemd units
+        vol.Optional("autostart", default=None): vol.Any(None, bool),
         # one readiness / in-flight / state probe; how often slot state is refreshed for status
         vol.Optional("probe_timeout", default=1.0): _positive_float,
         vol.Optional("poll_interval", default=2.0): _positive_float,
@@ -231,6 +235,9 @@ SLOT_SCHEMA = vol.Schema(
         vol.Optional("create", default=True): bool,
         # backend "systemd" running a container: read the container's own state
         vol.Optional("container_name", default=""): str,
+        # process backend: <state_dir>/slots/NAME.log is rotated past this size, keeping this many old ones
+        vol.Optional("log_max_bytes", default=10 * 1024 * 1024): _int(4096),
+        vol.Optional("log_backups", default=3): _int(1, 20),
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -253,6 +260,7 @@ MODEL_SCHEMA = vol.Schema(
 )
 
 _NAME = vol.Match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+BRIDGE_RUN_BACKENDS = ("process", "container")  # slot backends whose process the bridge itself runs
 # podman and docker accept container names matching this (docker: "[a-zA-Z0-9][a-zA-Z0-9_.-]")
 _CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
@@ -272,8 +280,20 @@ ARBITER_SCHEMA = vol.Schema(
     {
         # a mode is held at least this long before demand may switch it away (no thrash)
         vol.Optional("min_mode_seconds", default=30.0): _number(0),
-        # how long a switch to inference waits for ComfyUI to really let go of the GPU
+        # how long a switch to inference waits for ComfyUI to really let go of the GPU (then: img slot restart)
         vol.Optional("release_timeout", default=60.0): _positive_float,
+        # with amdgpu sysfs: released once GTT use fell by this share of what it was when the switch began...
+        vol.Optional("release_gtt_drop", default=0.5): _number(0.01, 1),
+        # ...or once it has not fallen for this many seconds
+        vol.Optional("release_settle", default=2.0): _positive_float,
+        # a hung ComfyUI: after this many failed idle-restore switches (0 = never) ...
+        vol.Optional("hung_idle_attempts", default=3): _int(0),
+        # ... or this long unreachable in generation mode while its slot runs (0 = never), the img slot
+        # is restarted and the GPU goes back to inference
+        vol.Optional("hung_unreachable_minutes", default=10.0): _number(0),
+        # a slot that dies by itself is restarted after this delay, doubling up to the max
+        vol.Optional("restart_backoff", default=1.0): _positive_float,
+        vol.Optional("restart_backoff_max", default=60.0): _positive_float,
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -326,6 +346,7 @@ class ComfyConfig:
     render_timeout: float
     ws_silence_timeout: float
     history_poll_interval: float
+    temp_dir: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,6 +422,8 @@ class SlotConfig:
     # the container: key ``name`` (backend "container", default hal0-slot-NAME) or ``container_name``
     # (backend "systemd" running a container; empty = the unit's state only)
     container_name: str = ""
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +437,12 @@ class LlmConfig:
 class ArbiterConfig:
     min_mode_seconds: float = 30.0
     release_timeout: float = 60.0
+    release_gtt_drop: float = 0.5
+    release_settle: float = 2.0
+    hung_idle_attempts: int = 3
+    hung_unreachable_minutes: float = 10.0
+    restart_backoff: float = 1.0
+    restart_backoff_max: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,6 +621,7 @@ def build(raw: dict[str, Any]) -> Config:
                 or s["name"]
                 or (f"hal0-slot-{name}" if s["backend"] == "container" else ""),
                 "unit": s["unit"] or f"hal0-slot@{name}.service",
+                "autostart": s["autostart"] if s["autostart"] is not None else s["backend"] in BRIDGE_RUN_BACKENDS,
             }
         )
         for name, s in data["slots"].items()
@@ -616,7 +646,10 @@ def build(raw: dict[str, Any]) -> Config:
         models=models,
         llm=LlmConfig(**_fields(LlmConfig, data["llm"])),
         arbiter=ArbiterConfig(
-            **{**_fields(ArbiterConfig, data["arbiter"]), "min_mode_seconds": float(data["arbiter"]["min_mode_seconds"])}
+            **{
+                **_fields(ArbiterConfig, data["arbiter"]),
+                **{k: float(data["arbiter"][k]) for k in ("min_mode_seconds", "release_gtt_drop", "hung_unreachable_minutes")},
+            }
         ),
     )
 

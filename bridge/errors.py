@@ -57,6 +57,7 @@ INVALID_PIN = _c("comfyui.invalid_pin", 422)
 SWITCH_IN_PROGRESS = _c("comfyui.switch_in_progress", 409, "conflict_error", retry_after=2)
 BUSY = _c("comfyui.busy", 409, "conflict_error")
 PINNED = _c("comfyui.pinned", 409, "conflict_error")
+NOT_GENERATION = _c("comfyui.not_generation", 409, "conflict_error")  # pin: true outside generation mode
 ARBITER_UNAVAILABLE = _c("comfyui.arbiter_unavailable", 503, "server_error")
 SWITCH_FAILED = _c("comfyui.switch_failed", 503, "server_error", retry_after=10)
 

@@ -55,7 +55,9 @@ class Switchover:
     trigger: str | None = None  # "api", "image", "mqtt", "idle", "recovery"
     started_at: float | None = None
     finished_at: float | None = None
-    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase: drain, stop, start, ready
+    # seconds per phase: drain, stop, start, ready; to inference also release (ComfyUI really letting go)
+    phases: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # what went wrong without failing the switch (e.g. an img slot restart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ class Status:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["slots"] = list(data["slots"])
+        data["switchover"]["warnings"] = list(data["switchover"]["warnings"])
         return data
 
 

@@ -199,6 +199,18 @@ class ComfyUIClient:
         entry = body.get(prompt_id)
         return entry if isinstance(entry, dict) else None
 
+    async def newest_prompt(self, *, timeout: float | None = None) -> str | None:
+        """The id of the newest prompt in ComfyUI's history (``GET /history?max_items=1``), None when empty.
+
+        History is ComfyUI's in-memory record since it started, one entry per finished prompt
+        (history_max_items_2.json): an unchanged newest id means no prompt ran in between.
+        """
+        status, body = await self._call("GET", "/history", params={"max_items": "1"}, timeout=self._timeout(timeout))
+        body = self._ok_json(status, body, "/history")
+        if not isinstance(body, dict):
+            raise ComfyServerError(status, json.dumps(body), path="/history")
+        return next(reversed(body), None) if body else None
+
     async def view(self, ref: ImageRef) -> bytes:
         params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}
         status, body = await self._call("GET", "/view", params=params, expect="bytes")

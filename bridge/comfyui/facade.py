@@ -20,6 +20,7 @@ from ..status import StatusHub
 from .client import ComfyUIClient, RunResult
 from .errors import ComfyRenderTimeout, ComfyUIError, ComfyUnreachable
 from .monitor import EngineMonitor, SlotStateHook
+from .outputs import TempOutputs
 from .websocket import ComfyWebsocket
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,8 +45,10 @@ class ComfyUI:
         self.cfg = cfg
         self.hub = hub
         self.client_id = client_id or uuid.uuid4().hex
+        self.gtt = gtt  # the one GTT reading (amdgpu sysfs) the monitor and the arbiter's release share
         self.client = ComfyUIClient(None, cfg, self.client_id)
         self.ws = ComfyWebsocket(self.client, cfg)
+        self.outputs = TempOutputs(self.client, cfg.temp_dir)
         self.monitor = EngineMonitor(
             cfg, hub, self.client, self.ws, gtt=gtt, img_slot_state=img_slot_state
         )

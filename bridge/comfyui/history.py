@@ -9,7 +9,11 @@ from .errors import ComfyExecutionFailed, ComfyInterrupted, ComfyUIError
 
 
 def result_from_history(prompt_id: str, entry: dict[str, Any] | None) -> RunResult | ComfyUIError | None:
-    """Outcome from a ``GET /history/<id>`` entry; None while ComfyUI has no final word yet."""
+    """Outcome from a ``GET /history/<id>`` entry; None while there is none (queued, running, unknown).
+
+    Success only when the entry's status says so (``status_str == "success"``, ``completed``); ComfyUI
+    writes the entry once, in ``PromptQueue.task_done``, so an entry is always final.
+    """
     if not isinstance(entry, dict):
         return None
     status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
@@ -26,8 +30,12 @@ def result_from_history(prompt_id: str, entry: dict[str, Any] | None) -> RunResu
         return ComfyExecutionFailed(prompt_id, by_type["execution_error"])
     if status_str == "error":
         return ComfyExecutionFailed(prompt_id, {"exception_message": "ComfyUI reports the prompt failed"})
-    if status_str != "success" and not status.get("completed") and not (not status and entry.get("outputs")):
-        return None
+    if status_str != "success" or status.get("completed") is not True:
+        # an entry exists only once task_done ran (main.py prompt_worker), and it always carries
+        # ExecutionStatus(status_str, completed, messages): anything else is no success we can vouch for
+        return ComfyExecutionFailed(
+            prompt_id, {"exception_message": f"ComfyUI's history does not record a success (status {status!r})"}
+        )
     outputs = entry.get("outputs") if isinstance(entry.get("outputs"), dict) else {}
     cached = set(by_type.get("execution_cached", {}).get("nodes") or [])
     timings: dict[str, float] = {}

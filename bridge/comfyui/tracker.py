@@ -25,7 +25,11 @@ class Tracker:
     outcome: RunResult | ComfyUIError | None = None
     waiters: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    check_history: bool = False  # set on reconnect: the finish may have been sent while we were away
+    check_history: bool = False  # look at /history now (reconnect, or the socket's end needs confirming)
+    # the socket was down while this prompt was open (or when it was submitted): messages may be lost, so
+    # only ComfyUI's /history record may end it (issue 10: for such a prompt history is the final word)
+    through_disconnect: bool = False
+    ended: bool = False  # executing {node: null} or a terminal message arrived, but the outcome is not settled
     # progress rate: first sample of the current sampler run, and when its node started
     node_started: dict[str, float] = field(default_factory=dict)
     rate_base: tuple[str, int, float] | None = None  # (node, value, time)

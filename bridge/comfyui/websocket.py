@@ -9,6 +9,13 @@ history (and the queue, to notice a prompt ComfyUI has forgotten) every ``histor
 Messages may arrive before anyone waits (``POST /prompt`` returns after the prompt is queued and the
 worker may already run it), so every prompt seen gets a tracker that buffers its outcome; a bounded
 number of finished ones are kept for a late :meth:`wait`.
+
+Which outcome is true (issue 10): success needs ``execution_success`` (with the images its ``executed``
+messages named) or a history entry whose ``status_str`` is ``success``. ``executing {node: null}`` alone
+is only ComfyUI's "this prompt is over" (main.py ``prompt_worker`` sends it after ``task_done`` wrote the
+history entry), so it sends us to ``/history``. A prompt that was open while the socket was down (or was
+submitted while it was down) may have lost any message, so for it the socket's word is only a hint and
+``/history`` decides; a history answer always wins over the socket's.
 """
 
 from __future__ import annotations
@@ -82,6 +89,8 @@ class ComfyWebsocket:
         self._connected = False
         self._wake = asyncio.Event()  # cut a reconnect backoff short
         self.active_prompt: str | None = None  # our prompt that ComfyUI is executing right now
+        # monotonic time a prompt (anyone's) was last seen queued or running on this socket
+        self.last_busy: float | None = None
         self.queue_remaining: int | None = None
         self.progress: Progress | None = None
         self.on_queue: list[QueueCallback] = []
@@ -177,6 +186,9 @@ class ComfyWebsocket:
         _LOGGER.info("ComfyUI websocket %s", "connected" if connected else "disconnected")
         if not connected:
             self._set_active(None)
+            for tracker in self._trackers.values():
+                if tracker.outcome is None:
+                    tracker.through_disconnect = True
         for cb in list(self.on_connection):
             _safe(cb, connected)
 
@@ -201,6 +213,8 @@ class ComfyWebsocket:
             return
         if kind == "feature_flags":
             return
+        if kind in _CLIENT_MESSAGES or kind == "progress":
+            self.last_busy = now
         prompt_id = data.get("prompt_id")
         if kind == "executing" and prompt_id is None:
             # sent to a socket that (re)connects mid-run: {"node": "3"} without prompt_id belongs to
@@ -241,11 +255,16 @@ class ComfyWebsocket:
         remaining = exec_info.get("queue_remaining") if isinstance(exec_info, dict) else None
         if isinstance(remaining, int) and not isinstance(remaining, bool):
             self.queue_remaining = remaining
+            if remaining > 0:
+                self.last_busy = time.monotonic()
             for cb in list(self.on_queue):
                 _safe(cb, remaining)
-            if remaining == 0 and self.progress is not None:
-                # an idle queue ends any progress bar, also one of a prompt that is not ours
-                self._release(self.progress.prompt_id)
+            if remaining == 0:
+                # queue_remaining counts pending + running (server.py get_queue_info): at 0 nothing runs,
+                # so any progress bar ends, also one of a prompt that is not ours, and no prompt is active
+                if self.progress is not None:
+                    self._release(self.progress.prompt_id)
+                self._set_active(None)
 
     def _on_start(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
         tracker.started = now
@@ -256,8 +275,10 @@ class ComfyWebsocket:
 
     def _on_executing(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
         node = data.get("node")
-        if node is None:  # always the last message of a prompt
-            self._finish(tracker, tracker.result(now) if tracker.outcome is None else None, now)
+        if node is None:  # always the last message of a prompt, sent after its history entry was written
+            if tracker.outcome is None:  # no (trusted) execution_success/error before it: ask history
+                self._unsettled(tracker)
+            self._release(tracker.prompt_id)
             return
         if tracker.started is None:
             tracker.started = now
@@ -271,13 +292,30 @@ class ComfyWebsocket:
         tracker.images.extend(images_from_outputs(data.get("output")))
 
     def _on_success(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
+        if tracker.through_disconnect or not tracker.images:
+            # an ``executed`` may have been lost: ComfyUI's history lists every output it recorded
+            self._unsettled(tracker)
+            return
         self._finish(tracker, tracker.result(now), now)
 
     def _on_error(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
+        if tracker.through_disconnect:
+            self._unsettled(tracker)
+            return
         self._finish(tracker, ComfyExecutionFailed(tracker.prompt_id, data), now)
 
     def _on_interrupted(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
+        if tracker.through_disconnect:
+            self._unsettled(tracker)
+            return
         self._finish(tracker, ComfyInterrupted(tracker.prompt_id, data), now)
+
+    def _unsettled(self, tracker: Tracker) -> None:
+        """The prompt has ended, but the socket cannot be trusted to say how: the waiter asks /history."""
+        tracker.ended = True
+        tracker.check_history = True
+        tracker.changed.set()
+        self._release(tracker.prompt_id)
 
     def _on_progress_message(self, tracker: Tracker, data: dict[str, Any], now: float) -> None:
         self._on_progress(tracker, tracker.prompt_id, data, now)
@@ -329,7 +367,7 @@ class ComfyWebsocket:
         if tracker is not None:
             return tracker
         now = time.monotonic() if now is None else now
-        tracker = Tracker(prompt_id, created=now, last_message=now)
+        tracker = Tracker(prompt_id, created=now, last_message=now, through_disconnect=not self._connected)
         self._trackers[prompt_id] = tracker
         self._evict()
         return tracker
@@ -390,7 +428,8 @@ class ComfyWebsocket:
         while tracker.outcome is None:
             now = time.monotonic()
             quiet = now - tracker.last_message
-            if self._connected and quiet < cfg.ws_silence_timeout and not tracker.check_history:
+            listen = not tracker.check_history and not tracker.ended  # after its end only history speaks
+            if self._connected and quiet < cfg.ws_silence_timeout and listen:
                 await self._wait_changed(tracker, cfg.ws_silence_timeout - quiet)
                 continue
             tracker.check_history = False
@@ -403,14 +442,10 @@ class ComfyWebsocket:
                     return ComfyLost(f"ComfyUI went away during the render ({err.message})", prompt_id=tracker.prompt_id)
             else:
                 unreachable_since = None
-                if tracker.outcome is not None:  # the socket was faster after all
+                if outcome is not None:  # ComfyUI's own record: the final word, also over the socket's
+                    self._settle_from_history(tracker, outcome)
                     break
-                if outcome is not None:
-                    done = time.monotonic()
-                    if isinstance(outcome, RunResult):  # history has ComfyUI's clock; add ours
-                        timings = {**outcome.timings, "comfyui_s": round(done - tracker.created, 3)}
-                        outcome = replace(outcome, timings=timings)
-                    self._finish(tracker, outcome, done)
+                if tracker.outcome is not None:  # the socket settled it (and history has no entry yet)
                     break
                 missing_polls = 0 if known else missing_polls + 1
                 if missing_polls >= LOST_AFTER_POLLS:
@@ -420,6 +455,18 @@ class ComfyWebsocket:
                     )
             await self._wait_changed(tracker, cfg.history_poll_interval)
         return tracker.outcome
+
+    def _settle_from_history(self, tracker: Tracker, outcome: RunResult | ComfyUIError) -> None:
+        done = time.monotonic()
+        if isinstance(outcome, RunResult):  # history has ComfyUI's clock; add what we measured
+            ours = tracker.result(done).timings
+            timings = {**{k: v for k, v in ours.items() if k == "queue_s"}, **outcome.timings}
+            timings["comfyui_s"] = round(done - tracker.created, 3)
+            outcome = replace(outcome, timings=timings)
+        tracker.finished = done
+        tracker.outcome = outcome
+        tracker.changed.set()
+        self._release(tracker.prompt_id)
 
     async def _poll(self, prompt_id: str) -> tuple[RunResult | ComfyUIError | None, bool]:
         """One fallback look: (outcome or None, whether ComfyUI still knows the prompt).

@@ -21,23 +21,35 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config
-from ..errors import BUSY, PINNED, SWITCH_FAILED, SWITCH_IN_PROGRESS, ApiError
+from ..errors import BUSY, NOT_GENERATION, PINNED, SWITCH_FAILED, SWITCH_IN_PROGRESS, ApiError
 from ..status import Mode, Queue, StatusHub
 from .engine import EngineControl, EngineError
 from .idle_restore import IdleRestore
+from .release import ReleaseSettings, wait_released
 from .slots.base import SlotError
 from .slots.manager import SlotManager
 from .slots.slot import Slot
 from .state import ArbiterState, StateStore
+from .supervisor import WATCH_INTERVAL, Supervisor
 from .switch import Switch, SwitchFailed, other_mode
 
 _LOG = logging.getLogger(__name__)
 ACTIVITY_SAVE_INTERVAL = 30.0  # seconds between state writes caused by a busy ComfyUI queue
+IDLE_RETRY = 60.0  # a failed idle-restore is tried again after at most this long
+
+
+@dataclass(frozen=True, slots=True)
+class CleanMark:
+    """When ComfyUI was last known to hold no models, and its newest history entry then."""
+
+    at: float  # monotonic
+    newest: str | None
 
 
 class Arbiter:
@@ -55,7 +67,13 @@ class Arbiter:
         self._last: Switch | None = None
         self._active_images = 0
         self._activity_saved_at = 0.0
-        self._idle = IdleRestore(self, hub, config.image.idle_restore_minutes * 60.0, config.comfyui.probe_interval)
+        self._idle_window = config.image.idle_restore_minutes * 60.0
+        self._idle = IdleRestore(self, hub, self._idle_window, config.comfyui.probe_interval)
+        self._release = ReleaseSettings.from_config(config.arbiter)
+        self._clean: CleanMark | None = None  # unknown at start: ComfyUI may hold models
+        self._supervisor = Supervisor(self, hub, slots, config.arbiter)
+        self._idle_failures = 0  # idle-restore switches in a row that failed because of ComfyUI
+        self._unreachable_since: float | None = None  # monotonic: ComfyUI silent while its slot runs
 
     # ------------------------------------------------------------------------------ properties
 
@@ -86,9 +104,20 @@ class Arbiter:
         first_start = not await asyncio.to_thread(self._store.path.exists)
         state, problem = await self._store.load()
         known = {s.name for s in self._slots.llm}
-        if first_start:  # nothing ran under us yet: inference starts the slots marked autostart
-            autostart = tuple(sorted(s.name for s in self._slots.llm if s.cfg.autostart))
-            state = state.with_(saved_llm_slots=autostart)
+        # slots no saved state knows (a first start, a corrupt file, a slot added to the config since):
+        # inference mode runs those marked autostart (by default every slot the bridge runs itself)
+        if first_start or problem is not None:
+            seen: set[str] = set()
+        elif state.known_llm_slots is None:  # a file from before the field: every slot counts as known
+            seen = known
+        else:
+            seen = set(state.known_llm_slots)
+        new = sorted(s.name for s in self._slots.llm if s.name not in seen and s.cfg.autostart)
+        if new:
+            state = state.with_(saved_llm_slots=tuple(sorted({*state.saved_llm_slots, *new})))
+        remember = state.known_llm_slots != tuple(sorted(known))
+        if remember:
+            state = state.with_(known_llm_slots=tuple(sorted(known)))
         dropped = [n for n in state.saved_llm_slots if n not in known]
         if dropped:
             _LOG.warning("arbiter state: forgetting unknown slots %s", ", ".join(dropped))
@@ -98,6 +127,7 @@ class Arbiter:
         self._state = state
         if problem:
             _LOG.warning("arbiter state: %s; starting in inference mode", problem)
+        if problem or remember or new:
             await self._save()
         self._mode = other_mode(state.switching_to) if state.switching_to else state.mode
         self._publish()
@@ -109,6 +139,7 @@ class Arbiter:
                 _LOG.warning("arbiter: %s; restoring %s mode", reason, self._mode)
                 self._begin(self._mode, trigger="recovery", force=False, pin=None)
         self._idle.start()
+        self._supervisor.start(min(WATCH_INTERVAL, self._config.comfyui.probe_interval))
 
     async def _out_of_step(self) -> str | None:
         """Why the slots do not match the persisted mode (e.g. LLM units enabled at boot while the
@@ -125,8 +156,9 @@ class Arbiter:
         return f"LLM slots {', '.join(missing)} are not running in inference mode" if missing else None
 
     async def stop(self) -> None:
-        """Stop the idle loop; a switch in flight is cancelled and finished by the next start."""
+        """Stop the idle loop and supervision; a switch in flight is cancelled and finished by the next start."""
         await self._idle.stop()
+        await self._supervisor.stop()
         task = self._switch.task if self._switch else None
         if task is not None:
             task.cancel()
@@ -172,7 +204,25 @@ class Arbiter:
         return None
 
     async def set_pin(self, pinned: bool) -> bool:
-        """Hold (or release) generation mode against idle-restore; persisted."""
+        """Hold (or release) generation mode against idle-restore; persisted.
+
+        ``pinned: true`` only in generation mode and never during a switch (issue 10): outside it the pin
+        would silently arm itself for some later switch, and a switch's rollback would drop it unseen.
+        """
+        if pinned and self._switch is not None:
+            raise ApiError(
+                SWITCH_IN_PROGRESS,
+                f"a switch to {self._switch.target} is in progress; pin once it has finished",
+                details={"target": self._switch.target},
+            )
+        if pinned and self._mode != "generation":
+            raise ApiError(
+                NOT_GENERATION,
+                f"pin holds generation mode, and the GPU is in {self._mode} mode; "
+                'switch with {"mode": "generation", "pin": true}',
+                param="pinned",
+                details={"mode": self._mode},
+            )
         await self._persist(pinned=pinned)
         self._publish()
         return pinned
@@ -223,7 +273,53 @@ class Arbiter:
     # ------------------------------------------------------------------------------ switching
 
     def _settled_in(self, target: Mode) -> bool:
+        """In ``target`` with nothing left to do: for inference that includes every saved LLM slot being
+        ready, so a switch to inference while one is dead is a retry, not a "noop"."""
+        if self._mode != target or self._state.incomplete:
+            return False
+        return target != "inference" or not self._saved_down()
+
+    def _saved_down(self) -> list[str]:
+        return [s.name for s in self._slots.llm if s.name in self._state.saved_llm_slots and s.state != "ready"]
+
+    def _dead_saved(self) -> set[str]:
+        """Saved LLM slots that died by themselves (or failed to start): they stay saved, they should run."""
+        dead = self._supervisor.dead
+        return {s.name for s in self._slots.llm if s.name in self._state.saved_llm_slots and (s.name in dead or s.state == "error")}
+
+    # ------------------------------------------------------------------------------ supervision
+
+    def should_run(self, slot: Slot) -> bool:
+        """Supervision's question: restart this slot now that it died? Never during a switch."""
+        if self._switch is not None:
+            return False
+        if slot.group == "img":  # ComfyUI stays resident in both modes
+            return True
+        return self._settled_in_mode("inference") and slot.name in self._state.saved_llm_slots
+
+    def _settled_in_mode(self, target: Mode) -> bool:
         return self._mode == target and not self._state.incomplete
+
+    def watch(self) -> None:
+        """A ComfyUI that stays unreachable while its slot runs (wedged, e.g. a ROCm hang) for
+        ``hung_unreachable_minutes`` in unpinned generation mode: restart it and go back to inference."""
+        limit = self._config.arbiter.hung_unreachable_minutes * 60.0
+        img = self._slots.img
+        applies = (
+            limit > 0 and img is not None and img.container == "running" and self._mode == "generation"
+            and self._switch is None and not self._state.pinned and not self._active_images
+        )  # fmt: skip
+        if not applies or self._hub.status.reachable:
+            self._unreachable_since = None
+            return
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        elif now - self._unreachable_since >= limit:
+            self._unreachable_since = None
+            reason = f"ComfyUI did not answer for {limit / 60:g} min while its slot ran"
+            _LOG.warning("arbiter: %s; restarting it and restoring inference", reason)
+            self._begin("inference", trigger="hung", force=True, pin=None, restart_img=reason)
 
     def _generation_ready(self) -> bool:
         img = self._slots.img
@@ -241,10 +337,12 @@ class Arbiter:
         assert sw.task is not None
         await asyncio.shield(sw.task)
 
-    def _begin(self, target: Mode, *, trigger: str, force: bool, pin: bool | None) -> Switch:
+    def _begin(
+        self, target: Mode, *, trigger: str, force: bool, pin: bool | None, restart_img: str | None = None
+    ) -> Switch:
         """Start a switch. Synchronous on purpose: check-and-set of ``_switch`` cannot interleave."""
         assert self._switch is None, "one switch at a time"
-        sw = Switch(target=target, trigger=trigger, force=force, pin=pin)
+        sw = Switch(target=target, trigger=trigger, force=force, pin=pin, restart_img=restart_img)
         self._switch = sw
         self._hub.update(switchover=sw.view())
         self._hub.emit("switch_started", target=target, trigger=trigger, mode=self._mode)
@@ -254,6 +352,7 @@ class Arbiter:
 
     async def _run(self, sw: Switch) -> None:
         try:
+            await self._supervisor.pause()  # the switch owns the slots until it ends
             if sw.target == "generation":
                 await self._to_generation(sw)
             else:
@@ -272,6 +371,12 @@ class Arbiter:
             sw.finished_at = time.time()
             self._switch = None
             self._last = sw
+            if sw.target == "inference":
+                if not sw.error:
+                    self._idle_failures = 0
+                elif sw.trigger == "idle" and sw.comfy_fault:
+                    self._idle_failures += 1
+            self._supervisor.resume()
             self._hub.update(switchover=sw.view())
             event = "switch_failed" if sw.error else "switch_finished"
             self._hub.emit(
@@ -298,7 +403,8 @@ class Arbiter:
     async def _to_generation(self, sw: Switch) -> None:
         running = await self._slots.running_llm()
         settled_inference = self._state.mode == "inference" and not self._state.incomplete and not self._state.switching_to
-        saved = tuple(sorted(set(running) | (set() if settled_inference else set(self._state.saved_llm_slots))))
+        kept = set(self._state.saved_llm_slots) if not settled_inference else self._dead_saved()
+        saved = tuple(sorted(set(running) | kept))  # a slot that died is not dropped: it should run
         pinned = sw.pin if sw.pin is not None else self._state.pinned
         await self._persist(
             mode="generation", switching_to="generation", switch_trigger=sw.trigger, saved_llm_slots=saved, pinned=pinned
@@ -308,8 +414,13 @@ class Arbiter:
 
         t = time.monotonic()
         drained = await asyncio.gather(*(s.drain(s.cfg.drain_timeout) for s in victims))
-        for slot, ok in zip(victims, drained, strict=True):
-            if not ok:
+        for slot, result in zip(victims, drained, strict=True):
+            if result.blind is not None:
+                sw.warnings.append(
+                    f"{slot.name}: cannot see its work in flight ({result.blind}); "
+                    f"waited the whole {slot.cfg.drain_timeout:g}s drain, then stopped it"
+                )
+            elif not result.idle:
                 sw.warnings.append(f"{slot.name}: still busy after {slot.cfg.drain_timeout:g}s drain; stopped anyway")
         self._phase(sw, "drain", t)
 
@@ -336,6 +447,8 @@ class Arbiter:
             self._phase(sw, "ready", t)
             await self._rollback(sw, saved, f"ComfyUI not ready: {err}", img_started=not img_was_running)
         self._phase(sw, "ready", t)
+        if not img_was_running:  # a fresh ComfyUI holds no models
+            await self._mark_clean()
 
         await self._persist(switching_to=None, incomplete=False, since=time.time())
         self._mode = "generation"
@@ -359,9 +472,12 @@ class Arbiter:
 
     async def _to_inference(self, sw: Switch) -> None:
         await self._persist(mode="inference", switching_to="inference", switch_trigger=sw.trigger)
+        img = self._slots.img
+        img_running = img is not None and await img.is_running()
+        gtt_before = self._engine.gtt()  # before anything is asked of ComfyUI: the release compares with it
 
         t = time.monotonic()
-        if sw.force:
+        if sw.force and sw.restart_img is None:
             try:
                 await self._engine.cancel_all()
             except EngineError as err:
@@ -369,20 +485,39 @@ class Arbiter:
         self._phase(sw, "drain", t)
 
         t = time.monotonic()
-        img = self._slots.img
-        if img is not None and await img.is_running():
+        if img_running and sw.restart_img is None:
             try:
                 await self._engine.free()
             except EngineError as err:
                 if not sw.force:
                     self._phase(sw, "stop", t)
                     await self._persist(mode="generation", switching_to=None)
+                    sw.comfy_fault = True
                     raise self._fail(sw, str(err)) from err
                 sw.warnings.append(f"{err} (forced: going on)")
         self._phase(sw, "stop", t)
 
+        relaunch: Awaitable[None] | None = None
+        if img_running:
+            t = time.monotonic()
+            if sw.restart_img is not None:
+                relaunch = await self._restart_img(sw, sw.restart_img)
+            else:
+                released = await wait_released(
+                    self._engine, self._release, gtt_before=gtt_before, may_hold_models=await self._may_hold_models()
+                )
+                _LOG.info("release: %s (%.3fs)", released.how, released.waited)
+                if released.released:
+                    await self._mark_clean()
+                else:
+                    relaunch = await self._restart_img(sw, released.how)
+            self._phase(sw, "release", t)
+
         slots = [s for s in self._slots.llm if s.name in self._state.saved_llm_slots]
-        problems = await self._start_all(slots, sw)
+        if relaunch is None:
+            problems = await self._start_all(slots, sw)
+        else:  # ComfyUI comes back (without models) while the LLM slots start
+            problems, _ = await asyncio.gather(self._start_all(slots, sw), relaunch)
         if problems:
             # ComfyUI's models are already freed, but the LLM side is not complete: keep "generation"
             # (incomplete) so a retry — manual or the idle tick one window later — finishes the job.
@@ -391,6 +526,57 @@ class Arbiter:
             raise self._fail(sw, "LLM slot did not start: " + "; ".join(problems))
         await self._persist(switching_to=None, pinned=False, incomplete=False, since=time.time())
         self._mode = "inference"
+
+    async def _restart_img(self, sw: Switch, reason: str) -> Awaitable[None]:
+        """Stop the img slot — that frees its GPU memory for sure — and return the relaunch to await.
+
+        A slot that will not even stop may still hold the GPU: the switch fails and the mode stays
+        generation (like a failing ``/free``).
+        """
+        img = self._slots.img
+        assert img is not None
+        self._clean = None
+        try:
+            await img.stop()
+        except SlotError as err:
+            await self._persist(mode="generation", switching_to=None)
+            sw.comfy_fault = True
+            raise self._fail(sw, f"{reason}; the img slot would not stop either: {err}") from err
+        sw.warnings.append(f"{reason}; img slot {img.name} restarted")
+        _LOG.warning("switch to inference: %s; img slot %s restarted", reason, img.name)
+        self._hub.emit("img_slot_restarted", slot=img.name, reason=reason, trigger=sw.trigger)
+        return self._relaunch_img(sw)
+
+    async def _relaunch_img(self, sw: Switch) -> None:
+        img = self._slots.img
+        assert img is not None
+        try:
+            await img.start()
+        except SlotError as err:  # the GPU is free either way; ComfyUI's UI is what is missing
+            sw.warnings.append(f"img slot {img.name} did not come back: {err}")
+            return
+        await self._mark_clean()
+
+    async def _mark_clean(self) -> None:
+        """ComfyUI holds no models now (released, or freshly started): remember its newest history entry,
+        so the next release can tell whether anything ran (and loaded models) since."""
+        try:
+            newest = await self._engine.newest_prompt()
+        except EngineError:
+            self._clean = None
+            return
+        self._clean = CleanMark(time.monotonic(), newest)
+
+    async def _may_hold_models(self) -> bool:
+        """False only when ComfyUI provably ran nothing since it was last clean: its newest history entry
+        is unchanged and the websocket saw no prompt since (two observations, either one suffices)."""
+        mark = self._clean
+        if mark is None or self._engine.busy_since(mark.at):
+            return True
+        try:
+            return await self._engine.newest_prompt() != mark.newest
+        except EngineError:
+            return True
 
     async def _start_all(self, slots: list[Slot], sw: Switch | None = None) -> list[str]:
         """Launch then await readiness of all ``slots`` in parallel; the problems, one per failed slot."""
@@ -421,7 +607,12 @@ class Arbiter:
         pinned, a switch in flight, a render through the bridge)."""
         if self._mode != "generation" or self._state.pinned or self._switch is not None or self._active_images:
             return None
-        marks = [self._state.last_image_activity, self._state.since, self._last.finished_at if self._last else None]
+        last = self._last
+        finished = last.finished_at if last is not None else None
+        if finished is not None and last is not None and last.trigger in ("idle", "hung") and last.error:
+            # a failed attempt is retried soon (a window of at most IDLE_RETRY), not a whole window later
+            finished -= self._idle_window - min(self._idle_window, IDLE_RETRY)
+        marks = [self._state.last_image_activity, self._state.since, finished]
         return max((m for m in marks if m is not None), default=time.time())
 
     async def fresh_queue(self) -> Queue:
@@ -437,6 +628,15 @@ class Arbiter:
             await self._save()
 
     def restore_inference(self) -> None:
+        """Idle-restore fires. After ``hung_idle_attempts`` failed in a row because ComfyUI did not do its
+        part, this attempt restarts the img slot instead of asking it again."""
+        attempts = self._config.arbiter.hung_idle_attempts
+        if attempts and self._idle_failures >= attempts:
+            last = self._last.error if self._last is not None else None
+            reason = f"{self._idle_failures} idle-restore attempts in a row failed (last: {last})"
+            _LOG.warning("arbiter: %s; restarting the img slot", reason)
+            self._begin("inference", trigger="hung", force=True, pin=None, restart_img=reason)
+            return
         self._begin("inference", trigger="idle", force=False, pin=None)
 
     # ------------------------------------------------------------------------------ state

@@ -31,7 +31,9 @@ class ArbiterState:
     state is persisted first, then acted on). ``incomplete`` marks a mode whose last switch did not
     finish (e.g. an LLM slot failed to restart), so asking for that mode again retries instead of
     answering "noop". ``since`` is when the mode was entered; with ``last_image_activity`` it anchors
-    the idle-restore window.
+    the idle-restore window. ``known_llm_slots`` are the LLM slots this state has seen: a configured
+    slot missing from it is new, so its ``autostart`` decides whether inference mode runs it (None: a
+    file written before the field existed, every configured slot counts as known).
     """
 
     mode: Mode = "inference"
@@ -42,6 +44,7 @@ class ArbiterState:
     switch_trigger: str | None = None
     incomplete: bool = False
     since: float | None = None
+    known_llm_slots: tuple[str, ...] | None = None
 
     def with_(self, **changes: Any) -> ArbiterState:
         return replace(self, **changes)
@@ -49,6 +52,7 @@ class ArbiterState:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["saved_llm_slots"] = list(self.saved_llm_slots)
+        data["known_llm_slots"] = None if self.known_llm_slots is None else list(self.known_llm_slots)
         data["version"] = FORMAT_VERSION
         return data
 
@@ -66,6 +70,9 @@ class ArbiterState:
         saved = data.get("saved_llm_slots", [])
         if not isinstance(saved, list) or not all(isinstance(s, str) for s in saved):
             raise ValueError("saved_llm_slots must be a list of names")
+        known = data.get("known_llm_slots")
+        if known is not None and (not isinstance(known, list) or not all(isinstance(s, str) for s in known)):
+            raise ValueError("known_llm_slots must be a list of names")
         pinned = data.get("pinned", False)
         incomplete = data.get("incomplete", False)
         if not isinstance(pinned, bool) or not isinstance(incomplete, bool):
@@ -79,6 +86,7 @@ class ArbiterState:
             switch_trigger=data.get("switch_trigger") if isinstance(data.get("switch_trigger"), str) else None,
             incomplete=incomplete,
             since=_opt_time(data.get("since")),
+            known_llm_slots=None if known is None else tuple(known),
         )
 
 

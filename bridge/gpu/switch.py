@@ -27,6 +27,9 @@ class Switch:
     warnings: list[str] = field(default_factory=list)
     finished_at: float | None = None
     task: asyncio.Task[None] | None = None
+    # set when ComfyUI is known to be hung: skip /free and the release wait, restart the img slot (why)
+    restart_img: str | None = None
+    comfy_fault: bool = False  # it failed because ComfyUI did not do its part (/free, a stop of its slot)
 
     def view(self) -> Switchover:
         return Switchover(
@@ -37,6 +40,7 @@ class Switch:
             started_at=self.started_at,
             finished_at=self.finished_at,
             phases=dict(self.phases),
+            warnings=tuple(self.warnings),
         )
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from .. import errors
+from ..errors import ApiError, ErrorCode
 from .server import BRIDGE_KEY, Access, commands_of, json_response, read_json, route_policy
 
 
@@ -18,13 +22,24 @@ async def status(request: web.Request) -> web.Response:
     return web.Response(body=request.app[BRIDGE_KEY].hub.status_json(), content_type="application/json")
 
 
+async def _body(request: web.Request, code: ErrorCode, param: str) -> Any:
+    """The JSON body; a malformed one is this route's own 422 (DESIGN §4: bad body -> invalid_mode/pin)."""
+    try:
+        return await read_json(request)
+    except ApiError as err:
+        if err.error is not errors.INVALID_JSON:
+            raise
+        raise ApiError(code, err.message, param=param) from None
+
+
 async def switchover(request: web.Request) -> web.Response:
-    code, body = await commands_of(request).switchover(await read_json(request), trigger="api")
-    return json_response(body, status=code)
+    body = await _body(request, errors.INVALID_MODE, "mode")
+    code, answer = await commands_of(request).switchover(body, trigger="api")
+    return json_response(answer, status=code)
 
 
 async def pin(request: web.Request) -> web.Response:
-    return json_response(await commands_of(request).pin(await read_json(request)))
+    return json_response(await commands_of(request).pin(await _body(request, errors.INVALID_PIN, "pinned")))
 
 
 async def cancel(request: web.Request) -> web.Response:

@@ -303,15 +303,16 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
         }},
         "/api/comfyui/switchover": {"post": {
             "operationId": "switchover", "summary": "Hand the GPU to generation or inference",
-            "description": "Checks in order: body (422), a switch in flight (409), already in the mode (200 noop, "
-                           "pin still applied), busy queue without force (409), pinned without force (409), no "
-                           "arbiter (503), else 202 and the switch runs in the background (poll switchover).",
+            "description": "Checks in order: body (422; malformed JSON too, an unknown field is "
+                           "request.unknown_field), no arbiter (503), a switch in flight (409), already in the mode "
+                           "(200 noop, pin still applied), busy queue without force (409), pinned without force "
+                           "(409), else 202 and the switch runs in the background (poll switchover).",
             "requestBody": {"required": True, "content": _json(switch_body)},
             "responses": {
                 "200": _ok("already in that mode", switch_answer),
                 "202": _ok("switch started", switch_answer),
-                **_errors(*JSON_BODY, errors.INVALID_MODE, errors.SWITCH_IN_PROGRESS,
-                          errors.BUSY, errors.PINNED, errors.ARBITER_UNAVAILABLE),
+                **_errors(*JSON_BODY, errors.INVALID_MODE, errors.UNKNOWN_FIELD,
+                          errors.SWITCH_IN_PROGRESS, errors.BUSY, errors.PINNED, errors.ARBITER_UNAVAILABLE),
             },
         }},
         "/api/comfyui/pin": {"post": {
@@ -319,7 +320,8 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
             "requestBody": {"required": True, "content": _json(_obj({"pinned": BOOLEAN}))},
             "responses": {
                 "200": _ok("the pin as now set", _obj({"pinned": BOOLEAN})),
-                **_errors(*JSON_BODY, errors.INVALID_PIN, errors.ARBITER_UNAVAILABLE),
+                **_errors(*JSON_BODY, errors.INVALID_PIN, errors.UNKNOWN_FIELD,
+                          errors.SWITCH_IN_PROGRESS, errors.NOT_GENERATION, errors.ARBITER_UNAVAILABLE),
             },
         }},
         "/api/comfyui/cancel": {"post": {

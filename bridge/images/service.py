@@ -12,6 +12,7 @@ import secrets
 import time
 from typing import Any
 
+from .. import errors
 from ..comfyui.errors import ComfyUIError
 from ..comfyui.facade import ComfyUI
 from ..config import Config
@@ -84,6 +85,12 @@ class ImageService:
                 result = await self._comfy.render(graph)
                 images = await self._comfy.fetch_images(result)
                 timings["render_s"] = round(time.monotonic() - render_started, 4)
+            if not images:  # never 200 with an empty ``data`` (DESIGN §8)
+                raise ApiError(
+                    errors.UPSTREAM_FAILED,
+                    "ComfyUI finished the render without recording an image",
+                    details={"prompt_id": result.prompt_id},
+                )
         except ComfyUIError as err:
             api_error = err.to_api_error()
             self._failed(api_error, spec.name)
@@ -93,6 +100,7 @@ class ImageService:
             raise
 
         names = [await self._cache.store(png) for png in images]
+        await self._comfy.outputs.remove(result.images)  # ComfyUI's disk stays bounded (comfyui/outputs.py)
         timings["total_s"] = round(time.monotonic() - started, 4)
         urls = [self.image_url(name) for name in names]
         data = (

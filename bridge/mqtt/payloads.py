@@ -78,7 +78,10 @@ def parse_request(text: str, reply: Reply) -> Any:
 def parse_mode_set(text: str, reply: Reply) -> Any:
     """``generation`` / ``inference`` as plain text, or a JSON object ``{mode, force, pin}``."""
     if text.startswith(("{", "[", '"')):
-        body = _loads(text)
+        try:
+            body = _loads(text)
+        except ApiError as err:  # the same answer as REST for a malformed body
+            raise ApiError(errors.INVALID_MODE, err.message, param="mode") from None
         if isinstance(body, str):
             return {"mode": body}
         if not isinstance(body, dict):
@@ -92,7 +95,10 @@ def parse_mode_set(text: str, reply: Reply) -> Any:
 def parse_pin_set(text: str, reply: Reply) -> Any:
     """``ON``/``OFF``/``true``/``false`` (any case), or a JSON object ``{"pinned": bool}``."""
     if text.startswith("{"):
-        body = _loads(text)
+        try:
+            body = _loads(text)
+        except ApiError as err:
+            raise ApiError(errors.INVALID_PIN, err.message, param="pinned") from None
         if isinstance(body, dict):
             reply.transaction = body.pop("transaction", None)
         return body

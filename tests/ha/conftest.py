@@ -173,8 +173,19 @@ def full_config(tmp_path: Path, *, node_id: str = NODE_ID) -> dict[str, Any]:
 
 @pytest.fixture
 async def full_bridge(make_bridge: Callable[..., Coroutine[Any, Any, RunningBridge]], tmp_path: Path) -> RunningBridge:
-    """A bridge with process slots (starts in inference mode, ComfyUI not yet started)."""
-    return await make_bridge(config=full_config(tmp_path))
+    """A bridge with process slots (starts in inference mode, ComfyUI not yet started).
+
+    Its LLM slot is a process slot, so the bridge's first start runs it (a recovery switch to
+    inference): the fixture returns once that has finished."""
+    running = await make_bridge(config=full_config(tmp_path))
+    await first_start_done(running)
+    return running
+
+
+async def first_start_done(running: RunningBridge) -> None:
+    """Until the first start of a :func:`full_config` bridge has run its LLM slot."""
+    arbiter, slots = running.bridge.arbiter, running.bridge.slots
+    await wait_until(lambda: not arbiter.switching and slots.get("llm").state == "ready", "first start ran the LLM slot")
 
 
 @pytest.fixture

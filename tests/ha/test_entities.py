@@ -16,7 +16,7 @@ from homeassistant.util import dt as dt_util
 
 from custom_components.hal0.const import DOMAIN
 
-from .conftest import RunningBridge, full_config, setup_entry, wait_until
+from .conftest import RunningBridge, first_start_done, full_config, setup_entry, wait_until
 
 
 def eid(hass: HomeAssistant, platform: str, key: str, node: str = "testnode") -> str:
@@ -229,6 +229,7 @@ async def test_idle_restore_sensor_shows_when_the_gpu_goes_back(hass: HomeAssist
     config = full_config(tmp_path)
     config["image"]["idle_restore_minutes"] = 60
     running = await make_bridge(config=config)
+    await first_start_done(running)
     await setup_entry(hass, running)
 
     await switch_to(hass, running, "generation")

@@ -94,6 +94,9 @@ class SlotManager:
     async def refresh(self) -> None:
         await asyncio.gather(*(s.refresh() for s in self._slots.values()))
         self.publish()
+        for slot in self._slots.values():  # the poll also keeps process-slot logs bounded
+            if isinstance(slot.backend, ProcessBackend):
+                await slot.backend.rotate_log()
 
     async def start(self) -> None:
         """Adopt children left by a previous bridge, read every slot's state, start polling."""

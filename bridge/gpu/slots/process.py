@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ...config import SlotConfig
 from .base import BackendState, SlotError, poll_until
+from .logs import rotate_if_needed
 
 _LOG = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class ProcessBackend:
         self._proc: asyncio.subprocess.Process | None = None
         self._waiter: asyncio.Task[int] | None = None
         self._adopted: int | None = None
+        self._adopted_lost = False  # an adopted child vanished without our stop (no exit code to read)
         self._stopping = False
         self._ever_ran = False
         self.last_exit: int | None = None
@@ -71,6 +73,7 @@ class ProcessBackend:
             if _pid_alive(self._adopted):
                 return True
             self._adopted = None
+            self._adopted_lost = not self._stopping
             self._forget_pidfile()
         return False
 
@@ -94,9 +97,11 @@ class ProcessBackend:
         if self._alive():
             return
         self._stopping = False
+        self._adopted_lost = False
         self.last_exit = None
         argv = list(self._cfg.command)
         await asyncio.to_thread(self._pidfile.parent.mkdir, parents=True, exist_ok=True)
+        await self.rotate_log()
         log = await asyncio.to_thread(open, self._logfile, "ab")
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -125,6 +130,14 @@ class ProcessBackend:
         if self.on_exit is not None:
             self.on_exit()
         return code
+
+    async def rotate_log(self) -> None:
+        """Keep ``NAME.log`` under ``log_max_bytes`` with ``log_backups`` old ones (:mod:`.logs`)."""
+        try:
+            if await asyncio.to_thread(rotate_if_needed, self._logfile, self._cfg.log_max_bytes, self._cfg.log_backups):
+                _LOG.info("slot %s: log rotated (over %d bytes)", self._cfg.name, self._cfg.log_max_bytes)
+        except OSError as err:
+            _LOG.warning("slot %s: cannot rotate %s: %s", self._cfg.name, self._logfile, err)
 
     def _forget_pidfile(self) -> None:
         with contextlib.suppress(OSError):
@@ -167,8 +180,11 @@ class ProcessBackend:
             return BackendState("stopping" if self._stopping else "running")
         # the child's returncode is known before the watcher task has run
         code = self._proc.returncode if self._proc is not None else self.last_exit
-        if code not in (None, 0) and not self._stopping:
-            return BackendState("failed", f"exited with code {code}", self._ever_ran)
+        if self._ever_ran and not self._stopping and (code is not None or self._adopted_lost):
+            # nobody but the bridge stops its children: any exit it did not ask for is a failure, even
+            # code 0 (a llama-server killed with SIGTERM by someone else exits 0)
+            detail = f"exited with code {code}" if code is not None else "the adopted process is gone"
+            return BackendState("failed", detail, self._ever_ran)
         return BackendState("stopped", "", self._ever_ran)
 
     async def close(self) -> None:

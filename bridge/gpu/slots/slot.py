@@ -9,14 +9,36 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
 
 from ...config import SlotConfig
 from ...status import Container, SlotStateName
-from .base import SlotBackend, SlotError, poll_until
+from .base import BackendState, SlotBackend, SlotError, poll_until
 from .process import ProcessBackend
+
+# while waiting for readiness, a backend whose state costs a fork (`systemctl show`, `podman inspect`) is
+# read at most this often; the HTTP readiness probe keeps the fast cadence of :func:`poll_until`
+FORKING_STATE_EVERY = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """One look at an LLM slot's work: ``count`` requests in flight, or None and ``why`` it is unseen."""
+
+    count: int | None
+    why: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """How a drain ended: ``idle`` (nothing in flight at the end); ``blind`` says why the work could not
+    be seen, in which case the whole drain time was waited out."""
+
+    idle: bool
+    blind: str | None = None
 
 
 class Slot:
@@ -42,6 +64,10 @@ class Slot:
         self._state: SlotStateName = "offline"
         self._container: Container = "absent"
         self.on_change: Callable[[], None] = lambda: None
+        # a slot that was ready and then failed by itself (not during a start or stop): the supervisor
+        # hears of it here, with the backend's reason
+        self.on_died: Callable[[Slot, str], None] = lambda slot, detail: None
+        self._was_up = False  # ready since its last start/stop: a failure now is a death
         if isinstance(backend, ProcessBackend):
             backend.on_exit = self._on_exit
 
@@ -76,7 +102,9 @@ class Slot:
         if not self.url or not self.ready_path:
             return True
         try:
-            async with self._session.get(self.url + self.ready_path, timeout=self._timeout()) as resp:
+            async with self._session.get(
+                self.url + self.ready_path, timeout=self._timeout(), headers=self.cfg.headers
+            ) as resp:
                 if resp.status != 200:
                     return False
                 if self.ready_path.rstrip("/").endswith("system_stats"):
@@ -86,20 +114,31 @@ class Slot:
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
             return False
 
-    async def in_flight(self) -> int | None:
-        """llama.cpp ``GET /slots``: how many slots are processing; None when it cannot be seen."""
-        if self.group != "llm" or self.cfg.inflight != "slots" or not self.url:
-            return None
+    async def look(self) -> InFlight:
+        """llama.cpp ``GET /slots`` (with the slot's ``headers``): how many of its slots are processing.
+
+        ``count`` None means the work cannot be seen, and ``why`` says so: ``inflight = "none"``, no
+        ``url``, a server started with ``--api-key`` (401) or ``--no-slots`` (501), an answer that is not
+        llama.cpp's list.
+        """
+        if self.cfg.inflight != "slots":
+            return InFlight(None, 'inflight = "none"')
+        if not self.url:
+            return InFlight(None, "no url to ask")
         try:
-            async with self._session.get(self.url + "/slots", timeout=self._timeout()) as resp:
+            async with self._session.get(self.url + "/slots", timeout=self._timeout(), headers=self.cfg.headers) as resp:
                 if resp.status != 200:
-                    return None
+                    return InFlight(None, f"GET /slots answered {resp.status}")
                 data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            return InFlight(None, f"GET /slots failed: {err.__class__.__name__}")
         if not isinstance(data, list):
-            return None
-        return sum(1 for s in data if isinstance(s, dict) and s.get("is_processing"))
+            return InFlight(None, "GET /slots did not answer a list")
+        return InFlight(sum(1 for s in data if isinstance(s, dict) and s.get("is_processing")))
+
+    async def in_flight(self) -> int | None:
+        """How many requests are in flight, or None when that cannot be seen (:meth:`look`)."""
+        return (await self.look()).count
 
     async def is_running(self) -> bool:
         return (await self.backend.state()).phase in ("running", "starting")
@@ -122,6 +161,7 @@ class Slot:
         if bs.phase == "running":
             if ready:
                 self._state, self._error = "ready", None
+                self._was_up = True
             else:
                 self._state = "error" if self._error else "starting"
         elif bs.phase == "starting":
@@ -135,19 +175,49 @@ class Slot:
             self._state = "error" if self._error else "offline"
         if (self.state, self._container) != before:
             self.on_change()
+        if bs.phase == "failed" and self._was_up:
+            # once per death, whatever order overlapping polls finish in: _was_up is only set by "ready"
+            self._was_up = False
+            self.on_died(self, self._error or "failed")
         return self.state
 
     def _begin_op(self, op: Literal["starting", "stopping"] | None) -> None:
         self._op = op
         self._epoch += 1
+        if op is not None:
+            self._was_up = False
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait (bounded) until no request is in flight; False when work was still running at the end."""
+    async def drain(self, timeout: float) -> Drained:
+        """Wait (bounded) until no request is in flight.
+
+        Drain that cannot see is not drain (issue 10): when ``GET /slots`` cannot be read (``--api-key``
+        without the key in ``headers``, ``--no-slots``, no ``url``), the whole ``timeout`` is waited out
+        and the result says why, instead of counting the slot as idle. A slot whose work was seen once and
+        then went out of sight (a failing probe) is waited for too. ``inflight = "none"`` is the user's
+        word that there is nothing to wait for: no drain at all.
+        """
+        if self.group != "llm" or self.cfg.inflight == "none":  # none: the user says there is nothing to wait for
+            return Drained(True)
+        deadline = asyncio.get_running_loop().time() + timeout
+        blind: list[str] = []
 
         async def idle() -> bool:
-            return not await self.in_flight()
+            seen = await self.look()
+            if seen.count is None:
+                blind[:] = [seen.why]
+                return False
+            blind.clear()
+            return seen.count == 0
 
-        return await poll_until(idle, timeout)
+        first = await self.look()
+        if first.count is None:  # nothing to watch: wait it out
+            await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))
+            return Drained(False, first.why)
+        if first.count == 0:
+            return Drained(True)
+        left = max(0.0, deadline - asyncio.get_running_loop().time())
+        done = await poll_until(idle, left)
+        return Drained(done, blind[0] if blind and not done else None)
 
     async def launch(self) -> None:
         """Start the backend (no-op when already running); the slot shows ``starting`` until
@@ -172,6 +242,10 @@ class Slot:
         finally:
             await self._end_op()
 
+    async def end_op(self) -> None:
+        """An operation ended (either way, also cancelled): show the slot's real state again."""
+        await self._end_op()
+
     async def _end_op(self) -> None:
         """An operation ended (either way): show the slot's real state again."""
         self._begin_op(None)
@@ -186,9 +260,17 @@ class Slot:
     async def wait_ready(self, timeout: float) -> None:
         """Bounded wait for readiness; fails at once when the process/unit has died."""
         failure: list[str] = []
+        every = 0.0 if isinstance(self.backend, ProcessBackend) else FORKING_STATE_EVERY
+        seen: list[tuple[float, BackendState]] = []
+
+        async def backend_state() -> BackendState:
+            now = asyncio.get_running_loop().time()
+            if not seen or now - seen[-1][0] >= every:
+                seen[:] = [(now, await self.backend.state())]
+            return seen[-1][1]
 
         async def ready() -> bool:
-            bs = await self.backend.state()
+            bs = await backend_state()
             if bs.phase in ("stopped", "failed"):
                 failure.append(bs.detail or "stopped")
                 return True

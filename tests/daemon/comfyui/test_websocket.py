@@ -334,7 +334,9 @@ async def test_socket_dropped_mid_run_reconnects_and_completes(comfy: ScriptedCo
 
     async def resume(connects: int) -> None:
         if connects == 2:  # what a reconnecting client gets mid-run, then the rest of the run
-            await comfy.send({"type": "executing", "data": {"node": "3"}}, *messages[half:])
+            await comfy.send({"type": "executing", "data": {"node": "3"}}, *messages[half:-1])
+            comfy.finish(PID, "history_done.json")  # task_done, then executing {node: null}
+            await comfy.send(messages[-1])
 
     comfy.on_connect = resume
     # a long silence timeout: only the reconnected socket can finish this in time
@@ -347,6 +349,7 @@ async def test_socket_dropped_mid_run_reconnects_and_completes(comfy: ScriptedCo
         result = await ws.wait(pid)
     assert comfy.connects == 2
     assert len(result.images) == 1
+    assert comfy.history_reads >= 1  # it lived through the drop: ComfyUI's record settled it
 
 
 async def test_finish_missed_while_disconnected_comes_from_history(comfy: ScriptedComfy) -> None:
@@ -365,6 +368,114 @@ async def test_finish_missed_while_disconnected_comes_from_history(comfy: Script
         await comfy.drop()
         result = await ws.wait(pid)
     assert result.images == [ImageRef("ComfyUI_00013_.png", "", "output")]
+
+
+# -- lost messages: the outcome is what ComfyUI recorded -----------------------------------------------
+
+
+def without(messages: list[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
+    return [m for m in messages if m.get("type") not in kinds]
+
+
+def upto(messages: list[dict[str, Any]], kind: str, node: str | None = None) -> int:
+    """Index just past the first message of ``kind`` (for ``executing``: at ``node``)."""
+    for i, m in enumerate(messages):
+        if m.get("type") == kind and (node is None or m["data"].get("node") == node):
+            return i + 1
+    raise AssertionError(f"no {kind} {node or ''} in the script")
+
+
+async def test_executing_null_without_execution_success_is_not_a_success(
+    comfy: ScriptedComfy, ws: ComfyWebsocket
+) -> None:
+    """A lost ``execution_error``: the socket only sees the prompt end. ComfyUI's history says it failed."""
+    pid = await submit(ws)
+    comfy.finish(pid, "history_error.json")
+    await comfy.send(*without(script("ws_messages_error.jsonl"), "execution_error"))
+    with pytest.raises(ComfyExecutionFailed) as caught:
+        await ws.wait(pid)
+    assert caught.value.exception_type == "RuntimeError"
+
+
+async def test_lost_execution_success_is_settled_by_history(comfy: ScriptedComfy, ws: ComfyWebsocket) -> None:
+    pid = await submit(ws)
+    comfy.finish(pid, "history_done.json")
+    await comfy.send(*without(script("ws_messages_success.jsonl"), "execution_success"))
+    result = await ws.wait(pid)
+    assert result.images == [ImageRef("ComfyUI_00013_.png", "", "output")]
+    assert comfy.history_reads >= 1  # the socket's "it is over" alone is no success
+
+
+async def test_lost_executed_message_takes_the_images_from_history(comfy: ScriptedComfy, ws: ComfyWebsocket) -> None:
+    """execution_success arrives but the ``executed`` naming the image does not: never ``data: []``."""
+    pid = await submit(ws)
+    comfy.finish(pid, "history_done.json")
+    await comfy.send(*without(script("ws_messages_success.jsonl"), "executed"))
+    result = await ws.wait(pid)
+    assert result.images == [ImageRef("ComfyUI_00013_.png", "", "output")]
+
+
+async def test_history_that_records_no_success_fails_the_wait(comfy: ScriptedComfy, ws: ComfyWebsocket) -> None:
+    pid = await submit(ws)
+    entry = history("history_done.json", pid)
+    entry[pid]["status"] = {"status_str": "running", "completed": False, "messages": []}
+    comfy.running.remove(pid)
+    comfy.history.update(entry)
+    with pytest.raises(ComfyExecutionFailed) as caught:
+        await ws.wait(pid)
+    assert "does not record a success" in caught.value.message
+
+
+async def reconnect_with(comfy: ScriptedComfy, before: list[dict[str, Any]], after: list[dict[str, Any]],
+                         history_file: str) -> RunResult:
+    """Run ``before`` on the first socket, drop it; the prompt ends while we are away (``history_file``)
+    and the second socket gets ``after``. A long silence timeout: only the reconnect can settle it."""
+
+    async def on_connect(connects: int) -> None:
+        if connects == 2:
+            comfy.finish(PID, history_file)
+            await comfy.send(*after)
+
+    comfy.on_connect = on_connect
+    async with follower(comfy.url, ws_silence_timeout=60) as ws:
+        await until(lambda: ws.connected)
+        pid = await submit(ws)
+        await comfy.send(*before)
+        await until(lambda: ws.active_prompt == pid)
+        await comfy.drop()
+        return await ws.wait(pid)
+
+
+async def test_execution_error_lost_across_a_reconnect_is_an_error(comfy: ScriptedComfy) -> None:
+    """The error was sent while the socket was down; the new socket only hears the prompt end."""
+    messages = script("ws_messages_error.jsonl")
+    cut = upto(messages, "executing", "3")
+    tail = [m for m in messages[cut:] if m["type"] in ("status", "executing")]
+    with pytest.raises(ComfyExecutionFailed) as caught:
+        await reconnect_with(comfy, messages[:cut], tail, "history_error.json")
+    assert caught.value.node_type == "VAEDecode"
+
+
+async def test_executed_lost_across_a_reconnect_still_returns_the_image(comfy: ScriptedComfy) -> None:
+    """``executed`` went out while the socket was down; execution_success reaches the new socket. The
+    socket would answer "success, no image"; history, the final word, has the image."""
+    messages = script("ws_messages_success.jsonl")
+    cut = upto(messages, "executing", "9")
+    tail = [m for m in messages[cut:] if m["type"] != "executed"]
+    result = await reconnect_with(comfy, messages[:cut], tail, "history_done.json")
+    assert result.images == [ImageRef("ComfyUI_00013_.png", "", "output")]
+
+
+async def test_success_on_the_socket_does_not_override_a_failure_in_history(comfy: ScriptedComfy) -> None:
+    """A prompt that lived through a disconnect: whatever the socket says, /history decides."""
+    messages = script("ws_messages_success.jsonl")
+    cut = upto(messages, "executing", "9")
+    result_or_error: Any
+    try:
+        result_or_error = await reconnect_with(comfy, messages[:cut], messages[cut:], "history_error.json")
+    except ComfyExecutionFailed as err:
+        result_or_error = err
+    assert isinstance(result_or_error, ComfyExecutionFailed)
 
 
 async def test_render_cancelled_before_submit_answers_takes_the_prompt_back(comfy: ScriptedComfy) -> None:
@@ -594,3 +705,35 @@ async def test_render_against_no_comfyui_is_unreachable_503() -> None:
             with pytest.raises(ComfyUnreachable) as caught:
                 await comfy.render(graph())
     assert caught.value.to_api_error().status == 503
+
+
+# -- lost messages against the stand-in (ComfyUI's history stays true, the socket does not) -------------
+
+
+@pytest.mark.parametrize("lost", ["executed", "execution_success"])
+async def test_a_lost_message_still_gives_the_recorded_image(standin: ComfyStandIn, comfyui: ComfyUI, lost: str) -> None:
+    standin.settings.drop_messages, standin.settings.drop_messages_prompts = [lost], 1
+    result = await comfyui.render(graph())
+    assert len(result.images) == 1
+    (png,) = await comfyui.fetch_images(result)
+    assert png.startswith(PNG_SIGNATURE)
+
+
+async def test_a_lost_execution_error_is_still_an_error(standin: ComfyStandIn, comfyui: ComfyUI) -> None:
+    standin.settings.fail_next_prompts = 1
+    standin.settings.drop_messages, standin.settings.drop_messages_prompts = ["execution_error"], 1
+    with pytest.raises(ComfyExecutionFailed) as caught:
+        await comfyui.render(graph())
+    assert "to have 4 channels" in caught.value.message
+
+
+@pytest.mark.parametrize(("after", "asks_history"), [("progress", True), ("executed", True), ("execution_success", False)])
+async def test_a_socket_cut_mid_render_still_gives_the_image(
+    standin: ComfyStandIn, comfyui: ComfyUI, after: str, asks_history: bool
+) -> None:
+    """Cut before the success arrived: the prompt lived through a disconnect, so /history settles it."""
+    standin.settings.step_seconds = 0.02
+    standin.settings.ws_close_after = after
+    result = await comfyui.render(graph(steps=5))
+    assert len(result.images) == 1
+    assert (standin.counters.history_requests >= 1) is asks_history

@@ -16,11 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 from hal0_bridge import config as config_mod
-from hal0_bridge.comfyui.client import ComfyUIClient
+from hal0_bridge.comfyui.facade import ComfyUI
 from hal0_bridge.config import Config
 from hal0_bridge.errors import ApiError
 from hal0_bridge.gpu.arbiter import Arbiter
 from hal0_bridge.gpu.engine import ComfyEngineControl
+from hal0_bridge.gpu.memory import GttSource
 from hal0_bridge.gpu.slots.manager import SlotManager
 from hal0_bridge.status import StatusHub, Subscription
 
@@ -45,6 +46,7 @@ class Rig:
     ports: dict[str, int]
     logs: dict[str, Path]
     state_dir: Path
+    comfyui: ComfyUI  # the daemon's own ComfyUI handle (client, websocket, monitor) the arbiter observes
     subs: list[Subscription] = field(default_factory=list)
 
     @property
@@ -125,6 +127,7 @@ def build_config(
     slot_overrides: dict[str, dict[str, Any]] | None = None,
     image: dict[str, Any] | None = None,
     comfyui: dict[str, Any] | None = None,
+    arbiter: dict[str, Any] | None = None,
 ) -> Config:
     timeouts = {"ready_timeout": 15.0, "stop_timeout": 2.0, "drain_timeout": 2.0, "probe_timeout": 0.5,
                 "poll_interval": 0.2}
@@ -154,6 +157,7 @@ def build_config(
             "comfyui": {"url": f"http://127.0.0.1:{img_port}", "request_timeout": 2.0, "connect_timeout": 1.0,
                         "probe_interval": 0.1, "probe_timeout": 0.5, **(comfyui or {})},
             "image": {"idle_restore_minutes": 0, **(image or {})},
+            "arbiter": {"release_timeout": 10.0, **(arbiter or {})},
             "slots": slots,
         }
     )
@@ -174,6 +178,8 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[RigFactory]:
         image: dict[str, Any] | None = None,
         comfyui: dict[str, Any] | None = None,
         state: dict[str, Any] | str | None = None,
+        gtt: GttSource | None = None,
+        arbiter_cfg: dict[str, Any] | None = None,
     ) -> Rig:
         llm = {"llm1": []} if llm is None else llm
         ports = {name: fake_llama.free_port() for name in [*llm, "comfy"]}
@@ -182,7 +188,7 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[RigFactory]:
             img_command = img_command(ports["comfy"])
         config = build_config(
             tmp_path, llm=llm, img_command=img_command, img_port=ports["comfy"], ports=ports, logs=logs,
-            slot_overrides=slot_overrides, image=image, comfyui=comfyui,
+            slot_overrides=slot_overrides, image=image, comfyui=comfyui, arbiter=arbiter_cfg,
         )  # fmt: skip
         if state is not None:
             config.server.state_dir.mkdir(parents=True, exist_ok=True)
@@ -192,10 +198,12 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[RigFactory]:
         sessions.append(session)
         hub = StatusHub()
         slots = SlotManager.from_config(config, hub, session)
-        engine = ComfyEngineControl(ComfyUIClient(session, config.comfyui, "arbiter-test"))
-        arbiter = Arbiter(config, hub, engine, slots)
-        rig = Rig(config, hub, slots, arbiter, session, ports, logs, config.server.state_dir)
+        comfyui_handle = ComfyUI(config.comfyui, hub, client_id="arbiter-test", gtt=gtt)
+        arbiter = Arbiter(config, hub, ComfyEngineControl(comfyui_handle), slots)
+        comfyui_handle.set_img_slot_state(slots.img_state)
+        rig = Rig(config, hub, slots, arbiter, session, ports, logs, config.server.state_dir, comfyui_handle)
         made.append(rig)
+        await comfyui_handle.start()
         await slots.start()
         to_start = list(llm) if running is None else running
         await asyncio.gather(*(slots.get(name).start() for name in to_start))
@@ -208,6 +216,7 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[RigFactory]:
             sub.close()
         await rig.arbiter.stop()
         await rig.slots.stop()
+        await rig.comfyui.stop()
     for session in sessions:
         await session.close()
 
@@ -243,7 +252,7 @@ async def test_switch_back_to_inference_frees_comfyui_and_restarts_the_saved_slo
 
 
 async def test_only_the_llm_slots_that_ran_are_restarted(rig_factory: RigFactory) -> None:
-    rig = await rig_factory(llm={"llm1": [], "llm2": []}, running=["llm1"])
+    rig = await rig_factory(llm={"llm1": [], "llm2": []}, running=["llm1"], slot_overrides={"llm2": {"autostart": False}})
     await rig.switch("generation")
     assert rig.persisted()["saved_llm_slots"] == ["llm1"]
 
@@ -253,12 +262,71 @@ async def test_only_the_llm_slots_that_ran_are_restarted(rig_factory: RigFactory
 
 
 async def test_first_start_runs_the_autostart_llm_slots(rig_factory: RigFactory) -> None:
-    rig = await rig_factory(llm={"llm1": [], "llm2": []}, running=[], slot_overrides={"llm1": {"autostart": True}})
+    rig = await rig_factory(llm={"llm1": [], "llm2": []}, running=[], slot_overrides={"llm2": {"autostart": False}})
     end = await rig.settle()
 
     assert end is not None and end["trigger"] == "recovery" and end["error"] is None
     assert rig.slot_states()["llm1"] == "ready" and rig.slot_states()["llm2"] == "offline"
     assert rig.persisted()["saved_llm_slots"] == ["llm1"]
+
+
+async def test_a_process_llm_slot_runs_in_inference_mode_without_being_told(rig_factory: RigFactory) -> None:
+    """No saved state and no ``autostart`` key: a slot the bridge runs itself is expected to run."""
+    rig = await rig_factory(running=[])
+    assert rig.config.slots["llm1"].autostart is True
+
+    end = await rig.settle()
+
+    assert end is not None and (end["target"], end["error"]) == ("inference", None)
+    assert rig.slot_states()["llm1"] == "ready"
+
+
+async def test_a_systemd_llm_slot_is_not_started_unless_autostart_says_so(
+    rig_factory: RigFactory, systemctl: Path
+) -> None:
+    rig = await rig_factory(running=[], slot_overrides={"llm1": {"backend": "systemd", "url": "", "ready_path": ""}})
+
+    assert rig.config.slots["llm1"].autostart is False
+    assert not rig.arbiter.switching and rig.persisted()["saved_llm_slots"] == []
+
+
+async def test_a_slot_added_to_the_config_later_is_autostarted_once(rig_factory: RigFactory) -> None:
+    """The saved state knows llm1 (stopped by choice: not in the saved set); llm2 is new to it."""
+    state = {"mode": "inference", "saved_llm_slots": [], "known_llm_slots": ["llm1"]}
+    rig = await rig_factory(llm={"llm1": [], "llm2": []}, running=[], state=state)
+
+    end = await rig.settle()
+
+    assert end is not None and end["error"] is None
+    assert rig.slot_states()["llm1"] == "offline" and rig.slot_states()["llm2"] == "ready"
+    assert rig.persisted()["known_llm_slots"] == ["llm1", "llm2"]
+    assert rig.persisted()["saved_llm_slots"] == ["llm2"]
+
+
+async def test_pin_outside_generation_mode_is_refused_and_arms_nothing(rig_factory: RigFactory) -> None:
+    rig = await rig_factory()
+
+    with pytest.raises(ApiError) as err:
+        await rig.arbiter.set_pin(True)
+
+    assert (err.value.status, err.value.code, err.value.param) == (409, "comfyui.not_generation", "pinned")
+    assert rig.arbiter.pinned is False and rig.persisted().get("pinned", False) is False
+    await rig.switch("generation")
+    assert rig.arbiter.pinned is False  # no pin armed for a later switch
+    assert await rig.arbiter.set_pin(False) is False  # unpinning is always fine
+
+
+async def test_pin_during_a_switch_is_refused_not_lost_in_a_rollback(rig_factory: RigFactory) -> None:
+    rig = await rig_factory(img_command=fake_llama.command(fake_llama.free_port(), "--exit-at-once", "3"))
+    sub = rig.watch()
+    await rig.arbiter.request_switch("generation")
+
+    with pytest.raises(ApiError) as err:
+        await rig.arbiter.set_pin(True)
+
+    assert err.value.code == "comfyui.switch_in_progress"
+    end = await rig.next_switch_end(sub)
+    assert end["type"] == "switch_failed" and rig.arbiter.pinned is False
 
 
 async def test_switch_is_shown_in_status_and_events_with_timed_phases(rig_factory: RigFactory) -> None:
@@ -534,7 +602,13 @@ async def bridge_api(tmp_path: Path, aiohttp_client: Any) -> Any:
     )  # fmt: skip
     app = create_app(config)
     client = await aiohttp_client(app)
-    await app[BRIDGE_KEY].slots.get("llm1").start()
+    bridge = app[BRIDGE_KEY]
+
+    async def first_start_done() -> None:  # llm1 is a process slot: inference mode runs it by itself
+        while bridge.arbiter.switching or bridge.slots.get("llm1").state != "ready":
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(first_start_done(), HANG_GUARD)
     return client
 
 

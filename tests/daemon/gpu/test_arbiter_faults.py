@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from hal0_bridge.errors import ApiError
 
-from tests.daemon.gpu.test_arbiter import HANG_GUARD, REPO, RigFactory, rig_factory, standin_command  # noqa: F401
+from tests.daemon.gpu.test_arbiter import HANG_GUARD, REPO, RigFactory, standin_command
 from tests.support import fake_llama
 
 SYSTEMD_LLM = {"backend": "systemd", "url": "", "ready_path": "", "stop_timeout": 0.3}
@@ -162,18 +162,29 @@ async def test_llm_slot_failing_to_restart_leaves_a_state_a_retry_completes(
 # ------------------------------------------------------------------------------ state file
 
 
+NO_AUTOSTART = {"llm1": {"autostart": False}}
+
+
 async def test_missing_state_file_starts_in_inference_mode(rig_factory: RigFactory) -> None:
-    rig = await rig_factory(running=[])
+    rig = await rig_factory(running=[], slot_overrides=NO_AUTOSTART)
 
     assert (rig.arbiter.mode, rig.arbiter.pinned, rig.arbiter.switching) == ("inference", False, False)
     assert rig.hub.status.mode == "inference"
 
 
 async def test_corrupt_state_file_starts_in_inference_mode_and_is_replaced(rig_factory: RigFactory) -> None:
-    rig = await rig_factory(running=[], state='{"mode": "generation", "pinned": tru')
+    rig = await rig_factory(running=[], state='{"mode": "generation", "pinned": tru', slot_overrides=NO_AUTOSTART)
 
     assert (rig.arbiter.mode, rig.arbiter.pinned, rig.arbiter.switching) == ("inference", False, False)
     assert rig.persisted()["mode"] == "inference"
+
+
+async def test_corrupt_state_file_is_no_saved_state_for_autostart(rig_factory: RigFactory) -> None:
+    rig = await rig_factory(running=[], state='{"mode": "generation", "pinned": tru')
+
+    end = await rig.settle()
+
+    assert end is not None and end["target"] == "inference" and rig.slot_states()["llm1"] == "ready"
 
 
 async def test_state_file_with_unknown_mode_is_treated_as_corrupt(rig_factory: RigFactory) -> None:

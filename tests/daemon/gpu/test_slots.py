@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,7 @@ async def test_in_flight_follows_llama_slots_is_processing(manager_for, session)
         pass
 
     assert await slot.in_flight() == 1
-    assert await slot.drain(0.2) is False
+    assert (await slot.drain(0.2)).idle is False
 
 
 async def test_restarted_manager_adopts_the_running_child(manager_for, tmp_path, session) -> None:  # type: ignore[no-untyped-def]
@@ -329,3 +330,69 @@ async def test_img_readiness_needs_system_stats_with_python_version(manager_for,
         assert await slot.refresh() == "ready"
     finally:
         await runner.cleanup()
+
+
+async def test_readiness_reads_a_systemd_units_state_at_most_once_a_second(manager_for, systemctl) -> None:  # type: ignore[no-untyped-def]
+    """A unit that takes ~2 s to become active: `systemctl show` forks stay at about one a second
+    (the HTTP probe may poll fast; polling the unit at the probe's pace forked ~18 times a second)."""
+    unit = systemctl / "units" / "hal0-slot@llm1.service"
+    (systemctl / "units" / "hal0-slot@llm1.service.start-as").write_text("activating start\n")
+    manager = await manager_for(
+        {"llm1": systemd_slot(poll_interval=60.0), "img": systemd_slot("img", poll_interval=60.0)}
+    )
+    slot = manager.get("llm1")
+    await slot.launch()
+    (systemctl / "calls").unlink()
+
+    async def activate_later() -> None:
+        await asyncio.sleep(2.0)
+        unit.write_text("active running\n")
+
+    flip = asyncio.create_task(activate_later())
+    started = asyncio.get_running_loop().time()
+    await slot.wait_until_ready()
+    waited = asyncio.get_running_loop().time() - started
+    await flip
+
+    shows = [c for c in calls(systemctl) if c.startswith("show ")]
+    assert 2.0 <= waited < 3.5
+    assert 2 <= len(shows) <= 5  # once at the start, then about once a second
+
+
+CHATTY = (
+    "import sys, time\n"
+    "while True:\n"
+    "    sys.stdout.write('x' * 4095 + '\\n'); sys.stdout.flush(); time.sleep(0.01)\n"
+)  # ~400 kB/s into the slot's log
+
+
+async def test_a_chatty_process_slots_log_is_rotated_and_bounded(manager_for, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    chatty = {"group": "llm", "backend": "process", "command": [sys.executable, "-c", CHATTY],
+              "log_max_bytes": 64 * 1024, "log_backups": 2, "poll_interval": 0.1}  # fmt: skip
+    manager = await manager_for({"llm1": chatty, "img": idle_img_slot()})
+    slot = manager.get("llm1")
+    await slot.start()
+    log = tmp_path / "state" / "slots" / "llm1.log"
+
+    await asyncio.sleep(1.5)  # ~600 kB written: several rotations
+    sizes = {p.name: p.stat().st_size for p in log.parent.glob("llm1.log*")}
+    grown_from = log.stat().st_size
+    await asyncio.sleep(0.05)
+
+    assert set(sizes) == {"llm1.log", "llm1.log.1", "llm1.log.2"}  # a few generations, no more
+    assert all(size <= 64 * 1024 + 100 * 1024 for size in sizes.values())  # the bound + one poll's output
+    assert await slot.is_running() and log.stat().st_size != grown_from  # the child writes on, undisturbed
+
+
+async def test_a_slot_without_a_url_cannot_be_seen_so_its_drain_waits_it_out(manager_for) -> None:  # type: ignore[no-untyped-def]
+    sleeper = {"group": "llm", "backend": "process", "command": ["sleep", "60"]}
+    manager = await manager_for({"blind": sleeper, "told": {**sleeper, "inflight": "none"}, "img": idle_img_slot()})
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    blind = await manager.get("blind").drain(0.3)
+    waited = loop.time() - started
+    told = await manager.get("told").drain(30.0)
+
+    assert (blind.idle, blind.blind) == (False, "no url to ask") and waited >= 0.3
+    assert (told.idle, told.blind) == (True, None)  # inflight = "none": the user's word, no wait

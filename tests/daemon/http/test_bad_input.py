@@ -114,7 +114,8 @@ async def test_oversized_body_is_413(api: TestClient, standin: ComfyStandIn) -> 
 
 
 BAD_SWITCH_BODIES = [
-    ("malformed", b"{mode", 400, "request.invalid_json"),
+    ("malformed", b"{mode", 422, "comfyui.invalid_mode"),
+    ("empty", b"", 422, "comfyui.invalid_mode"),
     ("not_object", b'"generation"', 422, "comfyui.invalid_mode"),
     ("no_mode", b"{}", 422, "comfyui.invalid_mode"),
     ("mode_unknown", b'{"mode": "turbo"}', 422, "comfyui.invalid_mode"),
@@ -122,7 +123,7 @@ BAD_SWITCH_BODIES = [
     ("force_string", b'{"mode": "inference", "force": "yes"}', 422, "comfyui.invalid_mode"),
     ("pin_number", b'{"mode": "generation", "pin": 1}', 422, "comfyui.invalid_mode"),
     ("pin_with_inference", b'{"mode": "inference", "pin": true}', 422, "comfyui.invalid_mode"),
-    ("unknown_field", b'{"mode": "generation", "now": true}', 422, "comfyui.invalid_mode"),
+    ("unknown_field", b'{"mode": "generation", "now": true}', 422, "request.unknown_field"),
 ]
 
 
@@ -138,12 +139,38 @@ async def test_bad_switchover_body(api: TestClient, body: bytes, status: int, co
 
 
 @pytest.mark.parametrize(
-    "body", [b'{"pinned": "true"}', b'{"pinned": 1}', b"{}", b"[true]", b'{"pinned": true, "x": 1}', b"null"]
+    "body", [b'{"pinned": "true"}', b'{"pinned": 1}', b"{}", b"[true]", b"null", b"{pinned", b""]
 )
 async def test_bad_pin_body(api: TestClient, body: bytes) -> None:
     resp = await api.post("/api/comfyui/pin", data=body, headers=JSON_BODY)
     assert resp.status == 422
     assert_envelope(await resp.json(), "comfyui.invalid_pin", "pinned")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [("/api/comfyui/switchover", b'{"mode": "generation", "froce": true}', "froce"),
+     ("/api/comfyui/pin", b'{"pinned": true, "x": 1}', "x")],
+)  # fmt: skip
+async def test_a_mistyped_field_names_itself(api: TestClient, path: str, body: bytes, param: str) -> None:
+    resp = await api.post(path, data=body)
+    assert resp.status == 422
+    assert_envelope(await resp.json(), "request.unknown_field", param)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/comfyui/switchover", {"mode": "generation"}), ("/api/comfyui/switchover", {"mode": "inference"}),
+     ("/api/comfyui/pin", {"pinned": True}), ("/api/comfyui/pin", {"pinned": False})],
+)  # fmt: skip
+async def test_without_an_arbiter_every_write_path_is_503(api: TestClient, path: str, body: dict[str, Any]) -> None:
+    """No img slot: nothing is switched or pinned, and no answer pretends otherwise (a switch to
+    generation used to be a 200 noop)."""
+    before = await snapshot(api)
+    resp = await api.post(path, json=body)
+    assert resp.status == 503
+    assert_envelope(await resp.json(), "comfyui.arbiter_unavailable")
+    assert await snapshot(api) == before
 
 
 async def test_unknown_route_is_404_in_the_envelope(api: TestClient) -> None:

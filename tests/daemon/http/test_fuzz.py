@@ -396,7 +396,13 @@ def arbiter_config(tmp_path: Path) -> Config:
 async def arbitrated(aiohttp_client: Any, tmp_path: Path) -> Witness:
     app = create_app(arbiter_config(tmp_path))
     api = await aiohttp_client(app)
-    await app[BRIDGE_KEY].slots.get("llm1").start()
+    bridge = app[BRIDGE_KEY]
+
+    async def first_start_done() -> None:  # llm1 is a process slot: inference mode runs it by itself
+        while bridge.arbiter.switching or bridge.slots.get("llm1").state != "ready":
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(first_start_done(), 30)
     return Witness(api, None)
 
 

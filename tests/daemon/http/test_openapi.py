@@ -358,10 +358,11 @@ async def test_image_answers_match_the_document(api: TestClient, body: dict[str,
 @pytest.mark.parametrize(
     ("method", "path", "body", "status"),
     [
-        ("POST", "/api/comfyui/switchover", {"mode": "generation"}, 200),
+        ("POST", "/api/comfyui/switchover", {"mode": "generation"}, 503),
         ("POST", "/api/comfyui/switchover", {"mode": "inference"}, 503),
         ("POST", "/api/comfyui/switchover", {"mode": "turbo"}, 422),
-        ("POST", "/api/comfyui/switchover", b"{", 400),
+        ("POST", "/api/comfyui/switchover", b"{", 422),
+        ("POST", "/api/comfyui/switchover", {"mode": "generation", "now": 1}, 422),
         ("POST", "/api/comfyui/pin", {"pinned": True}, 503),
         ("POST", "/api/comfyui/pin", {"pinned": "yes"}, 422),
         ("POST", "/api/comfyui/cancel", None, 200),

@@ -247,3 +247,44 @@ async def test_client_disconnecting_mid_render_interrupts_it_when_the_server_can
     assert await _render_outcome(standin) == "interrupted"
     assert standin.queue.remaining() == 0
     assert (await api.get("/api/comfyui/status")).status == 200
+
+
+# ------------------------------------------------------------------------------- a render without an image
+
+
+WS_ONLY_TEMPLATE = """{
+  "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": {{ checkpoint }}}},
+  "6": {"class_type": "CLIPTextEncode", "inputs": {"text": {{ prompt }}, "clip": ["4", 1]}},
+  "7": {"class_type": "CLIPTextEncode", "inputs": {"text": {{ negative_prompt }}, "clip": ["4", 1]}},
+  "5": {"class_type": "EmptyLatentImage", "inputs": {"width": {{ width }}, "height": {{ height }}, "batch_size": 1}},
+  "3": {"class_type": "KSampler", "inputs": {"seed": {{ seed }}, "steps": {{ steps }}, "cfg": {{ cfg }},
+        "sampler_name": {{ sampler }}, "scheduler": {{ scheduler }}, "denoise": 1.0, "model": ["4", 0],
+        "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+  "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+  "9": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["8", 0]}}
+}
+"""
+
+
+async def test_render_that_records_no_image_is_502_not_an_empty_data_list(
+    aiohttp_client: Any, tmp_path: Path, standin: ComfyStandIn
+) -> None:
+    """ComfyUI succeeds but its history lists no image file (here: SaveImageWebsocket, whose PNG is only a
+    binary frame): the answer is 502 image.upstream_failed, never 200 with ``data: []``."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "ws-only.json.j2").write_text(WS_ONLY_TEMPLATE)
+    config = make_config(
+        tmp_path, standin.url,
+        image={"template_dir": str(templates)},
+        models={"ws-only": {"template": "ws-only", "checkpoint": "v1-5-pruned-emaonly.safetensors", "steps": 1}},
+    )  # fmt: skip
+    api = await aiohttp_client(create_app(config))
+
+    resp = await api.post(GEN, json={"prompt": "a lighthouse", "model": "ws-only", "size": "64x64"})
+
+    assert resp.status == 502, await resp.text()
+    body = await resp.json()
+    assert body["error"]["code"] == "image.upstream_failed"
+    assert "without recording an image" in body["error"]["message"]
+    assert standin.counters.prompts_succeeded == 1  # ComfyUI itself was happy

@@ -18,7 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
-OBJECT_INFO: dict[str, Any] = json.loads((CAPTURES / "object_info_core_subset.json").read_text())
+OBJECT_INFO: dict[str, Any] = {
+    **json.loads((CAPTURES / "object_info_core_subset.json").read_text()),
+    **json.loads((CAPTURES / "object_info_extra_subset.json").read_text()),  # PreviewImage among them
+}
 EXAMPLE_GRAPH: dict[str, Any] = json.loads((CAPTURES / "prompt_request_example.json").read_text())["prompt"]
 
 SDXL, SD15 = BUILTIN_MODELS
@@ -166,10 +169,20 @@ def test_any_text_lands_as_exactly_one_json_string(renderer: WorkflowRenderer, p
         assert graph == plain
 
 
-def test_hostile_filename_prefix_is_one_string_too(renderer: WorkflowRenderer) -> None:
+def test_hostile_filename_prefix_is_one_string_too(tmp_path: Path) -> None:
+    write(tmp_path, "custom", USER_TEMPLATE)  # the built-ins save to temp (PreviewImage): no prefix
     prefix = '"}, "images": ["4", 0], "x": "'
-    graph = renderer.render("sdxl-turbo", params(filename_prefix=prefix))
-    assert graph["9"]["inputs"] == {"filename_prefix": prefix, "images": ["8", 0]}
+    graph = WorkflowRenderer(tmp_path).render("custom", params(filename_prefix=prefix))
+    assert graph["save"]["inputs"] == {"filename_prefix": prefix, "images": ["decode", 0]}
+
+
+@pytest.mark.parametrize("template", ["sdxl-turbo", "sd-1.5"])
+def test_builtin_graphs_end_in_a_temp_preview_so_comfyuis_disk_stays_bounded(
+    renderer: WorkflowRenderer, template: str
+) -> None:
+    graph = renderer.render(template, params())
+    outputs = {node_id: node for node_id, node in graph.items() if node["class_type"] in ("SaveImage", "PreviewImage")}
+    assert outputs == {"9": {"class_type": "PreviewImage", "_meta": graph["9"]["_meta"], "inputs": {"images": ["8", 0]}}}
 
 
 def test_numbers_stay_numbers(renderer: WorkflowRenderer) -> None:
@@ -307,7 +320,9 @@ def test_builtin_graph_has_the_shape_of_the_captured_comfyui_example(renderer: W
             for node_id, node in g.items()
         }
 
-    assert shape(graph) == shape(EXAMPLE_GRAPH)
+    # the captured example saves with SaveImage; ours previews into temp (the same node id and link)
+    example = {**EXAMPLE_GRAPH, "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}}
+    assert shape(graph) == shape(example)
 
 
 # --- user templates ---------------------------------------------------------------------------------
@@ -315,10 +330,10 @@ def test_builtin_graph_has_the_shape_of_the_captured_comfyui_example(renderer: W
 
 def test_user_template_dir_overrides_a_builtin_name(tmp_path: Path) -> None:
     text = (Path(__file__).resolve().parents[3] / "templates" / "sdxl-turbo.json.j2").read_text()
-    write(tmp_path, "sdxl-turbo", text.replace("{{ filename_prefix }}", '{{ "override-" ~ filename_prefix }}'))
+    write(tmp_path, "sdxl-turbo", text.replace('"_meta": {"title": "Load checkpoint"}', '"_meta": {"title": "mine"}'))
     renderer = WorkflowRenderer(tmp_path)
     graph = renderer.render("sdxl-turbo", params())
-    assert graph["9"]["inputs"]["filename_prefix"] == "override-hal0/test"
+    assert graph["4"]["_meta"]["title"] == "mine"
     assert renderer.origin("sdxl-turbo") == "user"
 
 
