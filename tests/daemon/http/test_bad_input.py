@@ -153,7 +153,7 @@ async def test_bad_pin_body(api: TestClient, body: bytes) -> None:
      ("/api/comfyui/pin", b'{"pinned": true, "x": 1}', "x")],
 )  # fmt: skip
 async def test_a_mistyped_field_names_itself(api: TestClient, path: str, body: bytes, param: str) -> None:
-    resp = await api.post(path, data=body)
+    resp = await api.post(path, data=body, headers={"Content-Type": "application/json"})
     assert resp.status == 422
     assert_envelope(await resp.json(), "request.unknown_field", param)
 

@@ -83,7 +83,7 @@ async def test_a_cross_site_form_post_is_refused(api: TestClient, standin: Comfy
 @pytest.mark.parametrize("origin", ["{own}", "http://localhost:{port}", "http://[::1]:{port}", "HTTP://127.0.0.1:{port}/"])
 async def test_the_bridges_own_page_may_write(api: TestClient, origin: str) -> None:
     origin = origin.format(own=own_origin(api), port=api.port)
-    resp = await api.post("/api/comfyui/switchover", json={"mode": "generation"}, headers={"Origin": origin})
+    resp = await api.post("/api/comfyui/cancel", json={}, headers={"Origin": origin})
     assert resp.status == 200, await resp.text()
     assert "Access-Control-Allow-Origin" not in resp.headers  # same origin: no CORS needed
 
@@ -116,7 +116,7 @@ async def test_a_cross_site_write_without_origin_is_refused(api: TestClient) -> 
 async def test_public_url_is_an_own_origin(aiohttp_client: Any, bridge_config: Callable[..., Config]) -> None:
     api = await aiohttp_client(create_app(bridge_config(server={"public_url": "https://hal0.example.com"})))
     resp = await api.post(
-        "/api/comfyui/switchover", json={"mode": "generation"},
+        "/api/comfyui/cancel", json={},
         headers={"Origin": "https://hal0.example.com", "Host": "hal0.example.com"},
     )  # fmt: skip
     assert resp.status == 200
@@ -179,7 +179,7 @@ async def test_a_body_that_is_not_json_is_415(
 
 async def test_json_with_parameters_is_json(api: TestClient) -> None:
     resp = await api.post(
-        "/api/comfyui/switchover", data=b'{"mode": "generation"}',
+        "/api/comfyui/cancel", data=b"{}",
         headers={"Content-Type": "Application/JSON; charset=utf-8"},
     )  # fmt: skip
     assert resp.status == 200
@@ -188,8 +188,8 @@ async def test_json_with_parameters_is_json(api: TestClient) -> None:
 async def test_a_post_without_a_body_needs_no_content_type(api: TestClient) -> None:
     """``curl -XPOST .../cancel``: nothing to read, nothing to refuse."""
     assert (await api.post("/api/comfyui/cancel")).status == 200
-    resp = await api.post("/api/comfyui/switchover")
-    assert resp.status == 400 and code_of(await resp.json()) == "request.invalid_json"
+    resp = await api.post("/api/comfyui/switchover")  # a body it needs: its own 422 (DESIGN §4)
+    assert resp.status == 422 and code_of(await resp.json()) == "comfyui.invalid_mode"
 
 
 async def test_a_route_declares_its_own_media_types(aiohttp_client: Any) -> None:
@@ -375,6 +375,12 @@ async def test_public_url_prefixes_the_signed_url(aiohttp_client: Any, bridge_co
 # ------------------------------------------------------------------------------- bad input: never a 500
 
 JSON_ROUTES = ["/api/comfyui/switchover", "/api/comfyui/pin", GEN]
+# a body that cannot be read: the image route's 400, or the control routes' own 422 (DESIGN §4)
+UNREADABLE = {
+    "/api/comfyui/switchover": (422, "comfyui.invalid_mode"),
+    "/api/comfyui/pin": (422, "comfyui.invalid_pin"),
+    GEN: (400, "request.invalid_json"),
+}
 
 
 @pytest.mark.parametrize("path", JSON_ROUTES)
@@ -383,10 +389,11 @@ JSON_ROUTES = ["/api/comfyui/switchover", "/api/comfyui/pin", GEN]
     [b"9" * 4301, b'{"prompt": "x", "seed": ' + b"1" * 5000 + b"}", b'{"mode": [-' + b"7" * 4400 + b"]}"],
     ids=["bare", "field", "nested"],
 )
-async def test_an_integer_past_pythons_digit_limit_is_400(api: TestClient, path: str, body: bytes) -> None:
+async def test_an_integer_past_pythons_digit_limit_is_refused_in_the_envelope(api: TestClient, path: str, body: bytes) -> None:
     resp = await api.post(path, data=body, headers={"Content-Type": "application/json"})
-    assert resp.status == 400
-    assert code_of(await resp.json()) == "request.invalid_json"
+    status, code = UNREADABLE[path]
+    assert resp.status == status
+    assert code_of(await resp.json()) == code
 
 
 @pytest.mark.parametrize(
@@ -396,9 +403,9 @@ async def test_an_integer_past_pythons_digit_limit_is_400(api: TestClient, path:
         (GEN, {"prompt": "x", "extra_body": {"\udfff\ud800": 1}}, 422, "request.unknown_field"),
         (GEN, {"prompt": "x", "model": "\ud800"}, 404, "image.model_not_curated"),
         (GEN, {"prompt": "x", "size": "\udc00x64"}, 422, "image.invalid_size"),
-        ("/api/comfyui/switchover", {"mode": "generation", "\ud800": True}, 422, "comfyui.invalid_mode"),
+        ("/api/comfyui/switchover", {"mode": "generation", "\ud800": True}, 422, "request.unknown_field"),
         ("/api/comfyui/switchover", {"mode": "\ud83d"}, 422, "comfyui.invalid_mode"),
-        ("/api/comfyui/pin", {"pinned": True, "\ud800": 1}, 422, "comfyui.invalid_pin"),
+        ("/api/comfyui/pin", {"pinned": True, "\ud800": 1}, 422, "request.unknown_field"),
     ],
 )
 async def test_a_lone_surrogate_is_echoed_as_valid_json(
