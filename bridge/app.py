@@ -24,12 +24,16 @@ from .gpu.gate import DirectGate, GpuGate
 from .gpu.memory import sysfs_gtt
 from .gpu.slots.manager import SlotManager
 from .http import cache as cache_routes
-from .http import control, events, openai, openapi
+from .http import control, events, llm, openai, openapi
 from .http.server import BRIDGE_KEY, make_app
 from .images.cache import ImageCache
 from .images.catalogue import Catalogue
 from .images.service import ImageService
 from .images.workflows import WorkflowRenderer
+from .llm.demand import Demand
+from .llm.models import ModelDirectory
+from .llm.proxy import Upstream
+from .llm.service import LlmService
 from .status import StatusHub
 
 if TYPE_CHECKING:
@@ -68,14 +72,21 @@ class Bridge:
         self.mqtt = None  # created in start() when [mqtt] host is set
         self.images: ImageService | None = None
         self.commands: Commands | None = None
+        self.llm: LlmService | None = None
         self._gate: GpuGate = DirectGate()
 
     async def start(self) -> None:
         await self.cache.open()
+        llm_slots = []
+        demand = Demand([], self.config.llm.queue_max)
         if self.config.img_slot is not None:
             self.session = aiohttp.ClientSession()
             self.slots = SlotManager.from_config(self.config, self.hub, self.session)
-            self.arbiter = Arbiter(self.config, self.hub, ComfyEngineControl(self.comfy.client), self.slots)
+            llm_slots = self.slots.llm
+            demand = Demand([s.name for s in llm_slots], self.config.llm.queue_max)
+            self.arbiter = Arbiter(
+                self.config, self.hub, ComfyEngineControl(self.comfy.client), self.slots, llm_work=demand
+            )
             self.comfy.set_img_slot_state(self.slots.img_state)
             self._gate = self.arbiter
         else:
@@ -87,6 +98,10 @@ class Bridge:
         if self.slots is not None and self.arbiter is not None:
             await self.slots.start()
             await self.arbiter.start()
+        upstream = Upstream(self.config.llm.connect_timeout)
+        directory = ModelDirectory(llm_slots, upstream, self.config.server.state_dir)
+        self.llm = LlmService(self.config.llm, self.hub, llm_slots, self.arbiter, demand, directory, upstream)
+        await self.llm.start()
         if self.config.mqtt.enabled:
             from .mqtt.bridge import MqttBridge  # paho is only imported when MQTT is on
 
@@ -96,6 +111,8 @@ class Bridge:
     async def stop(self) -> None:
         if self.mqtt is not None:
             await self.mqtt.stop()
+        if self.llm is not None:
+            await self.llm.stop()
         if self.arbiter is not None:
             await self.arbiter.stop()
         if self.slots is not None:
@@ -117,6 +134,7 @@ def create_app(config: Config) -> web.Application:
 
     control.setup(app)
     openai.setup(app)
+    llm.setup(app)
     cache_routes.setup(app, bridge.cache)
     events.setup(app, bridge.hub, config.server.sse_ping_interval)
     openapi.setup(app)

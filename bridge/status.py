@@ -66,6 +66,15 @@ class SlotStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class LlmStatus:
+    """The LLM proxy: requests being answered by a slot, requests waiting for the GPU, models served."""
+
+    in_flight: int = 0
+    queued: int = 0
+    models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     mode: Mode = "inference"
     engine: Engine = "stopped"
@@ -78,11 +87,13 @@ class Status:
     pinned: bool = False
     idle_restore_at: float | None = None
     slots: tuple[SlotStatus, ...] = ()
+    llm: LlmStatus = field(default_factory=LlmStatus)
     updated_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["slots"] = list(data["slots"])
+        data["llm"]["models"] = list(data["llm"]["models"])
         return data
 
 

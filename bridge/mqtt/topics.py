@@ -71,6 +71,11 @@ class Topics:
     def switchover(self) -> str:
         return self.state("switchover")
 
+    @property
+    def llm_state(self) -> str:
+        """``<base>/llm/state``: the LLM proxy's counts and models (status ``llm``), retained JSON."""
+        return f"{self.base}/llm/state"
+
     # commands (Home Assistant style "/set" topics)
     @property
     def mode_set(self) -> str:
@@ -111,7 +116,10 @@ class Topics:
         """
         if not topic or set(topic) & {"+", "#"}:
             return False
-        reserved = (f"{self.base}/comfyui/", f"{self.base}/bridge/", f"{self.base}/request/", f"{self.discovery_prefix}/")
+        reserved = (
+            f"{self.base}/comfyui/", f"{self.base}/llm/", f"{self.base}/bridge/", f"{self.base}/request/",
+            f"{self.discovery_prefix}/",
+        )  # fmt: skip
         return not topic.startswith(reserved) and topic not in (self.availability, self.event)
 
     # events
