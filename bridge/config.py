@@ -196,6 +196,8 @@ MODEL_SCHEMA = vol.Schema(
 )
 
 _NAME = vol.Match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# podman and docker accept container names matching this (docker: "[a-zA-Z0-9][a-zA-Z0-9_.-]")
+_CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 LLM_SCHEMA = vol.Schema(
     {
@@ -436,6 +438,11 @@ def _check_slots(slots: dict[str, Any]) -> None:
     for name, s in slots.items():
         if s["backend"] == "process" and not s["command"]:
             raise ConfigError(f"slots.{name}.command: required for backend \"process\"")
+        if s["backend"] == "container" and s["create"] and not s["image"]:
+            raise ConfigError(f"slots.{name}.image: required for backend \"container\" with create = true")
+        for key in ("name", "container_name"):
+            if s[key] and not _CONTAINER_NAME.match(s[key]):
+                raise ConfigError(f"slots.{name}.{key}: expected a container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
 
 
 def build(raw: dict[str, Any]) -> Config:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,9 @@ from aiohttp.test_utils import TestClient
 from hal0_bridge.app import create_app
 from hal0_bridge.config import Config, build
 
+from tests.support import fake_container
 from tests.support.comfyui_standin import ComfyStandIn
+from tests.support.llama_fixtures import llama_binary, start_llama, tiny_model  # noqa: F401 - fixtures
 
 FAKE_SYSTEMCTL = Path(__file__).resolve().parents[1] / "support" / "fake_systemctl"
 
@@ -63,10 +65,24 @@ async def api(aiohttp_client: Any, bridge_config: Callable[..., Config]) -> Test
 def systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Put the fake `systemctl` first on PATH; returns its state directory."""
     bindir = tmp_path / "bin"
-    bindir.mkdir()
+    bindir.mkdir(exist_ok=True)
     (bindir / "systemctl").symlink_to(FAKE_SYSTEMCTL)
     state = tmp_path / "systemctl"
     (state / "units").mkdir(parents=True)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SYSTEMCTL_DIR", str(state))
     return state
+
+
+@pytest.fixture
+def containers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Put the fake `podman` and `docker` (tests/support/fake_container.py) first on PATH; returns
+    their state directory. Containers still running at the end are killed."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    state = tmp_path / "containers"
+    for flavor in ("podman", "docker"):
+        fake_container.install(bindir, state, flavor)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    yield state
+    fake_container.kill_all(state)

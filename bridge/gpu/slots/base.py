@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from ...status import Container
+
 # Poll cadence for readiness, drain and stop waits: first look soon, then at most every POLL_MAX.
 POLL_FIRST = 0.01
 POLL_MAX = 0.05
@@ -26,11 +28,25 @@ class SlotError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BackendState:
-    """What the backend itself says: process alive / unit state; ``detail`` explains failures."""
+    """What the backend itself says: process alive / unit state; ``detail`` explains failures.
+
+    ``container`` is the container's own state when the backend can see a container (backend
+    ``container``, or a systemd unit with ``container_name``); None derives it from the phase.
+    """
 
     phase: Phase
     detail: str = ""
     ever_ran: bool = True
+    container: Container | None = None
+
+    @property
+    def container_view(self) -> Container:
+        """Status ``container``: the one mapping from a backend reading to running/exited/absent."""
+        if self.container is not None:
+            return self.container
+        if self.phase in ("running", "starting", "stopping"):
+            return "running"
+        return "exited" if self.ever_ran else "absent"
 
 
 def _backoff() -> Iterator[float]:

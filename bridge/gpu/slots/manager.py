@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 import aiohttp
 
-from ...config import Config
+from ...config import Config, SlotConfig
 from ...status import SlotStateName, SlotStatus, StatusHub
+from .base import SlotBackend
+from .container import ContainerBackend
 from .process import ProcessBackend
 from .slot import Slot
 from .systemd import SystemdBackend
@@ -21,6 +24,15 @@ from .systemd import SystemdBackend
 _LOG = logging.getLogger(__name__)
 
 COMFY_READY_PATH = "/system_stats"
+
+
+def _backend(cfg: SlotConfig, run_dir: Path) -> SlotBackend:
+    """The slot's ``backend`` key: ``systemd`` (default), ``process`` or ``container``."""
+    if cfg.backend == "process":
+        return ProcessBackend(cfg, run_dir)
+    if cfg.backend == "container":
+        return ContainerBackend(cfg)
+    return SystemdBackend(cfg)
 
 
 class SlotManager:
@@ -38,8 +50,7 @@ class SlotManager:
         run_dir = config.server.state_dir / "slots"
         slots = []
         for cfg in config.slots.values():
-            backend: SystemdBackend | ProcessBackend
-            backend = ProcessBackend(cfg, run_dir) if cfg.backend == "process" else SystemdBackend(cfg)
+            backend = _backend(cfg, run_dir)
             if cfg.group == "img":
                 url = cfg.url or config.comfyui.url
                 ready_path = cfg.ready_path or COMFY_READY_PATH
@@ -94,7 +105,7 @@ class SlotManager:
             self._task = asyncio.create_task(self._poll(), name="slot-poll")
 
     async def stop(self) -> None:
-        """Stop polling; the bridge's own child processes end with it (systemd units stay)."""
+        """Stop polling; the bridge's own child processes end with it (systemd units and containers stay)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,6 +1,7 @@
 """One slot: a GPU consumer the arbiter starts and stops (an LLM server or the ComfyUI img slot).
 
-A :class:`Slot` is a *backend* that runs it (a systemd unit, or a child process the bridge owns)
+A :class:`Slot` is a *backend* that runs it (a systemd unit, a child process the bridge owns, or a
+podman/docker container)
 plus the HTTP view of it: readiness, and for llama.cpp slots the in-flight work from ``GET /slots``.
 """
 
@@ -14,9 +15,8 @@ import aiohttp
 
 from ...config import SlotConfig
 from ...status import Container, SlotStateName
-from .base import SlotError, poll_until
+from .base import SlotBackend, SlotError, poll_until
 from .process import ProcessBackend
-from .systemd import SystemdBackend
 
 
 class Slot:
@@ -25,7 +25,7 @@ class Slot:
     def __init__(
         self,
         cfg: SlotConfig,
-        backend: SystemdBackend | ProcessBackend,
+        backend: SlotBackend,
         session: aiohttp.ClientSession,
         *,
         url: str,
@@ -118,10 +118,7 @@ class Slot:
         if self._op is not None or epoch != self._epoch:
             return self.state
         before = (self.state, self._container)
-        if bs.phase in ("running", "starting", "stopping"):
-            self._container = "running"
-        else:
-            self._container = "exited" if bs.ever_ran else "absent"
+        self._container = bs.container_view
         if bs.phase == "running":
             if ready:
                 self._state, self._error = "ready", None

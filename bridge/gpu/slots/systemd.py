@@ -1,4 +1,8 @@
-"""The ``systemd`` backend: a slot is a unit the bridge starts and stops with ``systemctl``."""
+"""The ``systemd`` backend: a slot is a unit the bridge starts and stops with ``systemctl``.
+
+With ``container_name`` set (a Quadlet ``.container`` unit, or a unit that runs ``podman run``),
+status ``container`` is that container's own state from ``container inspect``, not the unit's.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import time
 
 from ...config import SlotConfig
 from .base import BackendState, Phase, SlotError, poll_until
+from .container import ContainerCli, container_state
 
 _SYSTEMD_PHASES: dict[str, Phase] = {
     "active": "running",
@@ -26,6 +31,7 @@ class SystemdBackend:
         self.unit = cfg.unit
         self._prefix = ["--user"] if cfg.systemd_user else []
         self._cfg = cfg
+        self._containers = ContainerCli(cfg.runtime) if cfg.container_name else None
 
     async def _systemctl(self, *args: str, timeout: float) -> tuple[int, str, str]:
         argv = ["systemctl", *self._prefix, *args]
@@ -33,8 +39,8 @@ class SystemdBackend:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL
             )
-        except OSError as err:
-            raise SlotError(f"cannot run systemctl: {err}") from err
+        except OSError as exc:
+            raise SlotError(f"cannot run systemctl: {exc}") from exc
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except TimeoutError:
@@ -62,6 +68,15 @@ class SystemdBackend:
             raise SlotError(f"{self.unit} did not stop within {timeout:g}s")
 
     async def state(self) -> BackendState:
+        if self._containers is None:
+            return await self._unit_state()
+        unit, (container, note) = await asyncio.gather(
+            self._unit_state(),
+            container_state(self._containers, self._cfg.container_name, self._cfg.probe_timeout),
+        )
+        return BackendState(unit.phase, f"{unit.detail}; {note}", unit.ever_ran, container)
+
+    async def _unit_state(self) -> BackendState:
         try:
             rc, out, err = await self._systemctl(
                 "show", "-p", "ActiveState", "-p", "SubState", self.unit, timeout=self._cfg.probe_timeout
