@@ -8,10 +8,6 @@ the ComfyUI stand-in. Clients are the official ``openai`` package and plain aioh
 from __future__ import annotations
 
 import asyncio
-
-# TEMPORARY until wt/llama (tests/support/llama_fixtures.py, llama_server.py) is merged
-import glob
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,48 +25,7 @@ from openai import AsyncOpenAI
 
 from tests.daemon.conftest import FAST_COMFYUI
 from tests.support.fake_llama import free_port
-
-
-@pytest.fixture(scope="session")
-def llama_binary() -> Path:
-    path = Path(os.environ.get("HAL0_LLAMA_SERVER") or Path.home() / ".cache/hal0-bridge/llama-server-11434.0.0/bin/llama-server")
-    if not path.exists():
-        pytest.skip("no llama-server")
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny_model() -> Path:
-    found = sorted(glob.glob(str(Path.home() / ".cache/hal0-bridge/models/hal0-tiny-*.gguf")))
-    if not found:
-        pytest.skip("no tiny model")
-    return Path(found[0])
-
-
-@dataclass
-class LlamaServer:
-    binary: Path
-    model: Path
-    port: int
-    ctx: int = 512
-    embeddings: bool = False
-    alias: str | None = None
-    extra_args: tuple[str, ...] = ()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def argv(self) -> list[str]:
-        argv = [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
-                "-c", str(self.ctx), "--parallel", "1", "--threads", "1", "--slots"]
-        if self.embeddings:
-            argv += ["--embeddings", "--pooling", "mean"]
-        if self.alias:
-            argv += ["--alias", self.alias]
-        return argv + list(self.extra_args)
-# END TEMPORARY
+from tests.support.llama_server import LlamaServer
 
 REPO = Path(__file__).resolve().parents[3]
 HANG_GUARD = 30.0  # a broken wait must fail the test, not hang it; never a speed assertion
