@@ -129,6 +129,11 @@ class Upstream:
         headers = {k: v for k in PASSED_REQUEST_HEADERS if (v := client_headers.get(k))}
         headers.setdefault("Content-Type", "application/json")
         headers.update(slot_headers)
+        if call.stream:
+            # llama.cpp's server closes the connection after a stream without saying so (no
+            # "Connection: close"; measured: the next request on it met "Server disconnected" every
+            # time), so a stream gets a connection of its own that never goes back to the pool
+            headers["Connection"] = "close"
         try:
             resp = await self._session.post(url + call.endpoint, data=call.body, headers=headers)
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as err:

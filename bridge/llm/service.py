@@ -113,7 +113,7 @@ class LlmService:
                     raise ApiError(
                         errors.LLM_UPSTREAM_FAILED, f"LLM slot {name} cannot be reached: {err}", details={"slot": name}
                     ) from err
-                _LOG.info("LLM slot %s refused a connection (%s); re-reading its state", name, err)
+                _LOG.info("LLM slot %s: no answer on the connection (%s); trying once more", name, err)
                 await slot.refresh()
             finally:
                 self._demand.end(name)

@@ -218,3 +218,22 @@ async def test_llm_answers_match_the_openapi_document(llm_rig: RigFactory) -> No
     check_answer(doc, "POST", path, 503, await pinned.json(), pinned.content_type)
     status = await rig.api.get("/api/comfyui/status")
     check_answer(doc, "GET", "/api/comfyui/status", 200, await status.json(), status.content_type)
+
+
+async def test_streams_and_plain_calls_mixed_never_meet_a_closed_connection(
+    llm_rig: RigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """llama-server closes a connection after a stream without saying so; the bridge must not reuse it."""
+    rig = await llm_rig()
+    caplog.set_level("INFO", logger="hal0_bridge.llm.service")
+
+    async def one(i: int) -> int:
+        resp = await rig.api.post("/v1/chat/completions", json={**CHAT, "max_tokens": 2, "stream": i % 2 == 0})
+        await resp.read()
+        return resp.status
+
+    statuses = [await one(i) for i in range(60)]
+    statuses += await asyncio.gather(*(one(i) for i in range(30)))
+
+    assert statuses == [200] * 90
+    assert "no answer on the connection" not in caplog.text
