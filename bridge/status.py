@@ -52,7 +52,7 @@ class Switchover:
     active: bool = False
     target: Mode | None = None
     error: str | None = None
-    trigger: str | None = None  # "api", "image", "mqtt", "idle", "recovery"
+    trigger: str | None = None  # "api", "image", "llm", "mqtt", "idle", "recovery"
     started_at: float | None = None
     finished_at: float | None = None
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase: drain, stop, start, ready
