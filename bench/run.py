@@ -31,6 +31,7 @@ from bench import (
     bench_events,
     bench_footprint,
     bench_image,
+    bench_llm,
     bench_page,
     bench_status,
     bench_switch,
@@ -48,6 +49,9 @@ RELEASE_TARGET_MS = 100.0  # issue 10: what the release phase adds for an idle C
 IDLE_CPU_TARGET_PCT = 1.0  # "~0": under 1 % of one core
 PAGE_WEIGHT_TARGET = 100 * 1024  # issue 14: bytes, uncompressed, without images
 PAGE_DOM_TARGET_MS = 50.0  # issue 14: status change -> DOM, p50
+LLM_ADDED_MS = 1.0  # issue 12: added latency per non-streamed LLM request, p50
+LLM_TTFT_MS = 2.0  # added time to first token, p50
+LLM_CHUNK_MS = 0.5  # added latency per streamed chunk, p50
 
 
 # ---------------------------------------------------------------------------------------- machine
@@ -106,6 +110,7 @@ BENCHES: dict[str, Callable[[], Awaitable[Any]]] = {
     "footprint": bench_footprint.run,
     "throughput": bench_throughput.run,
     "page": bench_page.run,
+    "llm": bench_llm.run,
 }
 
 
@@ -236,6 +241,34 @@ def target_rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             f"p50 {dom['p50_ms']:.2f} ms, p99 {dom['p99_ms']:.2f} ms over {dom['samples']} changes",
             f"p50 < {PAGE_DOM_TARGET_MS:g} ms", dom["p50_ms"] < PAGE_DOM_TARGET_MS,
         ))  # fmt: skip
+    rows += llm_rows(_ok(r.get("llm")))
+    return rows
+
+
+def llm_rows(llm: dict[str, Any] | None) -> list[tuple[str, str, str, bool | None]]:
+    """Issue 12's figures: the LLM proxy against a direct client to the same llama-server."""
+    if not llm:
+        return []
+    rows: list[tuple[str, str, str, bool | None]] = []
+    for key, label, target in (("nonstream", "LLM: added latency per non-streamed request", LLM_ADDED_MS),
+                               ("ttft", "LLM: added time to first token (stream)", LLM_TTFT_MS),
+                               ("per_chunk", "LLM: added latency per streamed chunk", LLM_CHUNK_MS)):  # fmt: skip
+        row = llm[key]
+        paired = f", paired {row['added_paired_p50_ms']:+.2f} ms" if "added_paired_p50_ms" in row else ""
+        rows.append((
+            label,
+            f"{row['added_p50_ms']:+.2f} ms{paired} ({row['bridge']['p50_ms']:.2f} vs {row['direct']['p50_ms']:.2f} ms "
+            f"direct, ratio {row['ratio_p50']:.2f})",
+            f"p50 < {target:g} ms", row["added_p50_ms"] < target,
+        ))  # fmt: skip
+    sw = llm["switch_wait"]
+    rows.append((
+        "LLM: wait of a request that triggers generation -> inference",
+        f"p50 {sw['wait']['p50_ms']:.1f} ms = slots {sw['slots_share']['p50_ms']:.1f} ms "
+        f"({', '.join(f'{k} {v:g}' for k, v in sw['phases_p50_ms'].items())} ms) + bridge "
+        f"{sw['bridge_share']['p50_ms']:.1f} ms (p99 {sw['bridge_share']['p99_ms']:.1f} ms)",
+        "(split reported; no target)", None,
+    ))  # fmt: skip
     return rows
 
 
@@ -269,7 +302,7 @@ def render(results: dict[str, Any], took: dict[str, float], env: dict[str, Any],
         "",
         table(["", ""], [[k, v] for k, v in env.items() if v is not None]),
         "",
-        "## Figures against the targets of issues 6 and 14",
+        "## Figures against the targets of issues 6, 10, 12, 13 and 14",
         "",
         table(["figure", "measured", "target", "verdict"], [[f, m, t, verdict(ok)] for f, m, t, ok in rows]),
         "",
@@ -346,6 +379,21 @@ a warm-up round and not counted: with sysfs and nothing to free it costs `releas
 **Footprint** (`bench/bench_footprint.py`): `VmRSS` from `/proc/<pid>/status`; CPU = `utime + stime` from
 `/proc/<pid>/stat` over 5 s (10 ms ticks: 0.2 % is a single tick). Baseline: a bare interpreter that
 imported aiohttp and sleeps.
+
+**LLM proxy** (`bench/bench_llm.py`, issue 12). The bridge runs as its own process with a real
+llama-server (tiny model, 1 thread) as a process slot; a direct client talks to the same llama-server
+on its port, interleaved round by round with the client of the bridge (same aiohttp client, keep-alive).
+Non-streamed: `max_tokens` 1, so the generation itself is short and the difference is the hop. Time to
+first token: to the first SSE chunk carrying content. llama-server closes a connection after a stream
+without saying so, so the direct client opens a fresh connection per stream, as the bridge does on its
+upstream side (the client's connection to the bridge stays alive). Per-chunk latency: llama-server's
+chunks carry no send time, so a second LLM slot of the same bridge is `bench/sse_ticker.py`, which
+stamps each chunk with CLOCK_MONOTONIC (one clock for all processes): receive time minus stamp, through
+the bridge and directly. The switch wait: the bridge in generation mode, one chat request; its wait is
+the bridge's `X-Hal0-Wait` header; the slots' share is the switch's phases (ComfyUI's `/free` = stop,
+llama-server's start and readiness), the bridge's share the rest (persisting the state twice, the
+readiness poll's granularity, the FIFO hand-off). What the bridge adds per request is one more loopback
+hop in each direction, which on this VM costs a few hundred microseconds (see "Image route overhead").
 
 **Throughput** (`bench/bench_throughput.py`): 50 concurrent requests (n=1, distinct seeds). The stand-in's
 first render includes a 2 s model load, so every prompt the bridge forwards piles up in ComfyUI's queue:

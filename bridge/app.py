@@ -26,11 +26,15 @@ from .gpu.gate import DirectGate, GpuGate
 from .gpu.memory import sysfs_gtt
 from .gpu.slots.manager import SlotManager
 from .http import cache as cache_routes
-from .http import control, events, openai, openapi, page
+from .http import control, events, llm, openai, openapi, page
 from .http import metrics as metrics_routes
 from .http.server import BRIDGE_KEY, make_app
 from .images.cache import ImageCache
 from .images.service import ImageService
+from .llm.demand import Demand
+from .llm.models import ModelDirectory
+from .llm.proxy import Upstream
+from .llm.service import LlmService
 from .metrics import Metrics
 from .signing import UrlSigner, load_or_create_key
 from .status import StatusHub
@@ -62,6 +66,7 @@ class Bridge:
         self.images: ImageService | None = None
         self.commands: Commands | None = None
         self.signer: UrlSigner | None = None  # image URLs are signed while a token guards the API
+        self.llm: LlmService | None = None
         self._gate: GpuGate = DirectGate()
 
     def _mqtt_connected(self) -> bool | None:
@@ -75,10 +80,14 @@ class Bridge:
         if self.config.server.token:
             key = await asyncio.to_thread(load_or_create_key, self.config.server.state_dir)
             self.signer = UrlSigner(key, self.config.server.signed_url_ttl)
+        llm_slots = []
+        demand = Demand([], self.config.llm.queue_max)
         if self.config.img_slot is not None:
             self.session = aiohttp.ClientSession()
             self.slots = SlotManager.from_config(self.config, self.hub, self.session)
-            self.arbiter = Arbiter(self.config, self.hub, ComfyEngineControl(self.comfy), self.slots)
+            llm_slots = self.slots.llm
+            demand = Demand([s.name for s in llm_slots], self.config.llm.queue_max)
+            self.arbiter = Arbiter(self.config, self.hub, ComfyEngineControl(self.comfy), self.slots, llm_work=demand)
             self.comfy.set_img_slot_state(self.slots.img_state)
             self._gate = self.arbiter
         else:
@@ -92,6 +101,10 @@ class Bridge:
         if self.slots is not None and self.arbiter is not None:
             await self.slots.start()
             await self.arbiter.start()
+        upstream = Upstream(self.config.llm.connect_timeout)
+        directory = ModelDirectory(llm_slots, upstream, self.config.server.state_dir)
+        self.llm = LlmService(self.config.llm, self.hub, llm_slots, self.arbiter, demand, directory, upstream)
+        await self.llm.start()
         if self.config.mqtt.enabled:
             from .mqtt.bridge import MqttBridge  # paho is only imported when MQTT is on
 
@@ -101,6 +114,8 @@ class Bridge:
     async def stop(self) -> None:
         if self.mqtt is not None:
             await self.mqtt.stop()
+        if self.llm is not None:
+            await self.llm.stop()
         if self.arbiter is not None:
             await self.arbiter.stop()
         if self.slots is not None:
@@ -122,6 +137,7 @@ def create_app(config: Config) -> web.Application:
 
     control.setup(app)
     openai.setup(app)
+    llm.setup(app)
     cache_routes.setup(app, bridge.cache)
     events.setup(app, bridge.hub, config.server.sse_ping_interval)
     metrics_routes.setup(app, bridge.metrics)

@@ -90,6 +90,8 @@ class Commands:
         capabilities = ["images", "events"]
         if self._arbiter is not None:
             capabilities.append("arbiter")
+        if any(s.group == "llm" for s in self._config.slots.values()):
+            capabilities.append("llm")
         if self._config.mqtt.enabled:
             capabilities.append("mqtt")
         server = self._config.server
@@ -115,6 +117,7 @@ class Commands:
                 "object": "model",
                 "created": 0,
                 "owned_by": "hal0",
+                "kind": "image",
                 "aliases": list(spec.aliases),
                 "description": spec.description,
                 "size": f"{spec.size[0]}x{spec.size[1]}" if spec.size else self._config.image.default_size,

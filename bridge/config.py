@@ -272,6 +272,10 @@ LLM_SCHEMA = vol.Schema(
         vol.Optional("wait_timeout", default=300.0): _positive_float,
         # LLM requests that may wait for the GPU at once; beyond it 429 llm.queue_full
         vol.Optional("queue_max", default=64): _int(1),
+        # connecting to an LLM slot (the answer itself is not bounded: a generation takes what it takes)
+        vol.Optional("connect_timeout", default=5.0): _positive_float,
+        # largest LLM request body (long chat histories, embedding batches); beyond it 413
+        vol.Optional("max_body_bytes", default=16 * 1024 * 1024): _int(1024),
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -431,6 +435,8 @@ class LlmConfig:
     auto_switch: bool = True
     wait_timeout: float = 300.0
     queue_max: int = 64
+    connect_timeout: float = 5.0
+    max_body_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

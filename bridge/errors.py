@@ -60,6 +60,15 @@ PINNED = _c("comfyui.pinned", 409, "conflict_error")
 NOT_GENERATION = _c("comfyui.not_generation", 409, "conflict_error")  # pin: true outside generation mode
 ARBITER_UNAVAILABLE = _c("comfyui.arbiter_unavailable", 503, "server_error")
 SWITCH_FAILED = _c("comfyui.switch_failed", 503, "server_error", retry_after=10)
+# generation mode is pinned, or llm.auto_switch is off: an LLM request cannot move the GPU
+IMAGE_MODE = _c("gpu.image_mode", 503, "server_error", retry_after=30)
+
+# LLM proxy (OpenAI route)
+LLM_INVALID_REQUEST = _c("llm.invalid_request", 422)  # model / stream of the wrong type (the bridge routes on them)
+LLM_MODEL_NOT_FOUND = _c("llm.model_not_found", 404, "not_found_error")
+LLM_QUEUE_FULL = _c("llm.queue_full", 429, "rate_limit_error", retry_after=5)
+LLM_UPSTREAM_FAILED = _c("llm.upstream_failed", 502, "upstream_error")
+LLM_WAIT_TIMEOUT = _c("llm.wait_timeout", 503, "server_error", retry_after=10)
 
 
 class ApiError(Exception):

@@ -52,7 +52,7 @@ class Switchover:
     active: bool = False
     target: Mode | None = None
     error: str | None = None
-    trigger: str | None = None  # "api", "image", "mqtt", "idle", "recovery"
+    trigger: str | None = None  # "api", "image", "llm", "mqtt", "idle", "recovery"
     started_at: float | None = None
     finished_at: float | None = None
     # seconds per phase: drain, stop, start, ready; to inference also release (ComfyUI really letting go)
@@ -68,6 +68,15 @@ class SlotStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class LlmStatus:
+    """The LLM proxy: requests being answered by a slot, requests waiting for the GPU, models served."""
+
+    in_flight: int = 0
+    queued: int = 0
+    models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     mode: Mode = "inference"
     engine: Engine = "stopped"
@@ -80,12 +89,14 @@ class Status:
     pinned: bool = False
     idle_restore_at: float | None = None
     slots: tuple[SlotStatus, ...] = ()
+    llm: LlmStatus = field(default_factory=LlmStatus)
     updated_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["slots"] = list(data["slots"])
         data["switchover"]["warnings"] = list(data["switchover"]["warnings"])
+        data["llm"]["models"] = list(data["llm"]["models"])
         return data
 
 

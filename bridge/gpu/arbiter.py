@@ -29,6 +29,7 @@ from typing import Any
 from ..config import Config
 from ..errors import BUSY, NOT_GENERATION, PINNED, SWITCH_FAILED, SWITCH_IN_PROGRESS, ApiError
 from ..status import Mode, Queue, StatusHub
+from .demand import DemandRules, LlmWork, NoLlmWork
 from .engine import EngineControl, EngineError
 from .idle_restore import IdleRestore
 from .release import ReleaseSettings, wait_released
@@ -52,10 +53,18 @@ class CleanMark:
     newest: str | None
 
 
-class Arbiter:
+class Arbiter(DemandRules):
     """Owns ``mode``; the only code that starts and stops slots for a mode change."""
 
-    def __init__(self, config: Config, hub: StatusHub, engine: EngineControl, slots: SlotManager) -> None:
+    def __init__(
+        self,
+        config: Config,
+        hub: StatusHub,
+        engine: EngineControl,
+        slots: SlotManager,
+        *,
+        llm_work: LlmWork | None = None,
+    ) -> None:
         self._config = config
         self._hub = hub
         self._engine = engine
@@ -74,6 +83,9 @@ class Arbiter:
         self._supervisor = Supervisor(self, hub, slots, config.arbiter)
         self._idle_failures = 0  # idle-restore switches in a row that failed because of ComfyUI
         self._unreachable_since: float | None = None  # monotonic: ComfyUI silent while its slot runs
+        self._llm_work: LlmWork = llm_work or NoLlmWork()
+        self._changed = asyncio.Event()  # pulsed by every _publish: demand waits wake on it
+        self._inference_due = 0  # LLM demands past residency, waiting for renders in flight to end
 
     # ------------------------------------------------------------------------------ properties
 
@@ -245,10 +257,12 @@ class Arbiter:
                         SWITCH_FAILED, f"switch to generation failed: {sw.error}", details={"trigger": sw.trigger}
                     )
                 continue
-            if self._generation_ready():
+            if self._generation_ready() and not self._inference_due:
                 return
             if started_own:
                 raise ApiError(SWITCH_FAILED, "ComfyUI is not ready after the switch to generation")
+            if await self._hold_for_demand("generation"):
+                continue
             self._begin("generation", trigger=trigger, force=False, pin=None)
             started_own = True
 
@@ -413,7 +427,7 @@ class Arbiter:
         victims = [s for s in self._slots.llm if s.name in running]
 
         t = time.monotonic()
-        drained = await asyncio.gather(*(s.drain(s.cfg.drain_timeout) for s in victims))
+        drained = await asyncio.gather(*(self._drain(s) for s in victims))
         for slot, result in zip(victims, drained, strict=True):
             if result.blind is not None:
                 sw.warnings.append(
@@ -651,3 +665,5 @@ class Arbiter:
     def _publish(self) -> None:
         self._hub.update(mode=self._mode, pinned=self._state.pinned, idle_restore_at=self._idle.deadline())
         self._idle.wake()
+        self._changed.set()
+        self._changed = asyncio.Event()

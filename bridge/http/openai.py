@@ -1,10 +1,14 @@
-"""The OpenAI-compatible surface: ``POST /v1/images/generations`` and ``GET /v1/models``."""
+"""The OpenAI-compatible surface: ``POST /v1/images/generations`` and ``GET /v1/models``.
+
+``/v1/models`` lists both kinds, each marked with ``kind``: the LLM slots' models first (what chat
+clients pick from), then the curated image models. The LLM routes are in ``http/llm.py``.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from .server import commands_of, json_response, read_json
+from .server import BRIDGE_KEY, commands_of, json_response, read_json
 
 
 async def images_generations(request: web.Request) -> web.Response:
@@ -12,7 +16,8 @@ async def images_generations(request: web.Request) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
-    return json_response({"object": "list", "data": commands_of(request).models()})
+    llm = request.app[BRIDGE_KEY].llm
+    return json_response({"object": "list", "data": [*llm.models(), *commands_of(request).models()]})
 
 
 def setup(app: web.Application) -> None:

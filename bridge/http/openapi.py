@@ -24,6 +24,7 @@ from ..config import Config
 from ..errors import ErrorCode
 from ..images import request as image_request
 from ..images.catalogue import Catalogue
+from ..llm.call import ENDPOINTS as LLM_ENDPOINTS
 from ..signing import EXP_PARAM, SIG_PARAM
 from ..status import Status
 from ..web import asset_names
@@ -230,10 +231,33 @@ def model_schema() -> Json:
     return _obj(
         {
             "id": STRING, "object": {"const": "model"}, "created": {"type": "integer"},
-            "owned_by": STRING, "aliases": {"type": "array", "items": STRING}, "description": STRING,
-            "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"}, "steps": {"type": "integer", "minimum": 1},
-        }
+            "owned_by": STRING, "kind": {"const": "image"}, "aliases": {"type": "array", "items": STRING},
+            "description": STRING, "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"},
+            "steps": {"type": "integer", "minimum": 1},
+        },
+        description="A curated image model.",
     )  # fmt: skip
+
+
+def llm_model_schema() -> Json:
+    return _obj(
+        {
+            "id": STRING, "object": {"const": "model"}, "created": {"type": "integer"}, "owned_by": STRING,
+            "kind": {"const": "llm"}, "slot": STRING, "aliases": {"type": "array", "items": STRING},
+        },
+        description="A model an LLM slot serves: declared in [slots.NAME] models, else read from the slot's "
+                    "own /v1/models when it becomes ready (kept across restarts).",
+    )  # fmt: skip
+
+
+def llm_request_schema() -> Json:
+    return {
+        "type": "object",
+        "properties": {"model": STRING, "stream": BOOLEAN},
+        "description": "Any OpenAI (or llama.cpp) body; it reaches the slot byte for byte. The bridge reads only "
+                    "`model` (routes the call: a slot's model id or alias; may be left out when there is one LLM "
+                    "slot) and `stream`.",
+    }  # fmt: skip
 
 
 def info_schema() -> Json:
@@ -241,7 +265,7 @@ def info_schema() -> Json:
         {
             "name": {"const": "hal0-bridge"}, "version": STRING, "node_id": STRING, "api_url": STRING,
             "auth_required": BOOLEAN, "models": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
-            "capabilities": {"type": "array", "items": {"enum": ["images", "events", "arbiter", "mqtt"]}},
+            "capabilities": {"type": "array", "items": {"enum": ["images", "events", "arbiter", "llm", "mqtt"]}},
             "mqtt": _obj({"enabled": BOOLEAN, "base_topic": STRING, "commands": {"enum": ["all", "read_only"]}}),
         },
         description="Who this bridge is; never secrets (served without auth).",
@@ -279,6 +303,33 @@ def _errors(*codes: ErrorCode) -> dict[str, Json]:
             }
         out[str(status)] = response
     return out
+
+
+def llm_operation(path: str) -> Json:
+    """One LLM proxy route (they share their rules; see bridge/llm/service.py)."""
+    name = {"/v1/chat/completions": "createChatCompletion", "/v1/completions": "createCompletion",
+            "/v1/embeddings": "createEmbedding"}[path]  # fmt: skip
+    any_json = {"type": "object", "description": "the slot's own answer, unchanged"}
+    return {
+        "operationId": name, "summary": f"{path.removeprefix('/v1/')} through the LLM slot that serves `model`",
+        "description": "Routed by `model`; in generation mode (unpinned, llm.auto_switch on) the call waits in a "
+                       "bounded FIFO while the GPU switches to inference (trigger `llm`). Answers and error "
+                       "answers in OpenAI's shape come from the slot unchanged; `stream: true` is passed on as "
+                       "Server-Sent Events chunk by chunk.",
+        "requestBody": {"required": True, "content": _json(ref_llm_request())},
+        "responses": {
+            "200": {"description": "the slot's answer",
+                    "content": {"application/json": {"schema": any_json},
+                                "text/event-stream": {"schema": {"type": "string"}}}},
+            **_errors(errors.BODY_TOO_LARGE, errors.INVALID_JSON, errors.BODY_NOT_OBJECT,
+                      errors.LLM_INVALID_REQUEST, errors.LLM_MODEL_NOT_FOUND, errors.LLM_QUEUE_FULL,
+                      errors.IMAGE_MODE, errors.LLM_WAIT_TIMEOUT, errors.SWITCH_FAILED, errors.LLM_UPSTREAM_FAILED),
+        },
+    }  # fmt: skip
+
+
+def ref_llm_request() -> Json:
+    return {"$ref": "#/components/schemas/LlmRequest"}
 
 
 def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json]]:
@@ -349,13 +400,15 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
             },
         }},
         "/v1/models": {"get": {
-            "operationId": "listModels", "summary": "The curated image models (OpenAI list shape)",
+            "operationId": "listModels", "summary": "LLM and image models, each with its kind (OpenAI list shape)",
             "responses": {
                 "200": _ok("models", _obj({"object": {"const": "list"},
-                                           "data": {"type": "array", "items": ref("Model")}})),
+                                           "data": {"type": "array",
+                                                    "items": {"anyOf": [ref("LlmModel"), ref("Model")]}}})),
                 **_errors(),
             },
         }},
+        **{path: {"post": llm_operation(path)} for path in LLM_ENDPOINTS},
         "/api/images/cache/{name}": {"get": {
             "operationId": "cachedImage", "summary": "A generated image, by the name in its URL",
             "parameters": [{"name": "name", "in": "path", "required": True,
@@ -474,6 +527,8 @@ def build_document(
         "ImageRequest": image_request_schema(config, catalogue),
         "ImageResponse": image_response_schema(),
         "Model": model_schema(),
+        "LlmModel": llm_model_schema(),
+        "LlmRequest": llm_request_schema(),
         "Info": info_schema(),
         **dataclass_schemas(Status),
     }

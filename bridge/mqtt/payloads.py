@@ -33,6 +33,7 @@ def state_payloads(topics: Topics, status: dict[str, Any]) -> dict[str, bytes]:
         topics.queue: to_json(status.get("queue")),
         topics.memory: to_json(status.get("memory")),
         topics.switchover: to_json(status.get("switchover")),
+        topics.llm_state: to_json(status.get("llm")),
     }
 
 

@@ -71,6 +71,11 @@ class Topics:
     def switchover(self) -> str:
         return self.state("switchover")
 
+    @property
+    def llm_state(self) -> str:
+        """``<base>/llm/state``: the LLM proxy's counts and models (status ``llm``), retained JSON."""
+        return f"{self.base}/llm/state"
+
     # commands (Home Assistant style "/set" topics)
     @property
     def mode_set(self) -> str:

@@ -129,6 +129,8 @@ class Status:
     pinned: bool = False
     idle_restore_at: float | None = None
     slots: tuple[Slot, ...] = ()
+    llm_in_flight: int = 0
+    llm_queued: int = 0
     updated_at: float | None = None
 
     @classmethod
@@ -147,6 +149,7 @@ class Status:
                 eta_s=_float(prog.get("eta_s")),
             )
         sw = _obj(data.get("switchover"))
+        llm = _obj(data.get("llm"))
         slots = tuple(
             Slot(name=str(s.get("name", "")), group=str(s.get("group", "")), state=str(s.get("state", "")))
             for s in data.get("slots") or []
@@ -178,6 +181,8 @@ class Status:
             pinned=data.get("pinned") is True,
             idle_restore_at=_float(data.get("idle_restore_at")),
             slots=slots,
+            llm_in_flight=_int(llm.get("in_flight")) or 0,
+            llm_queued=_int(llm.get("queued")) or 0,
             updated_at=_float(data.get("updated_at")),
         )
 

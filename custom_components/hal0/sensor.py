@@ -1,4 +1,4 @@
-"""Sensors: engine state, render queue, GPU (GTT) and RAM memory, render progress, idle-restore."""
+"""Sensors: engine state, render queue, LLM requests, GPU (GTT) and RAM memory, render progress, idle-restore."""
 
 from __future__ import annotations
 
@@ -77,6 +77,18 @@ SENSORS: tuple[Hal0SensorDescription, ...] = (
         translation_key="queue_pending",
         state_class=SensorStateClass.MEASUREMENT,
         value_fn=lambda s: s.queue_pending,
+    ),
+    Hal0SensorDescription(
+        key="llm_in_flight",
+        translation_key="llm_in_flight",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda s: s.llm_in_flight,
+    ),
+    Hal0SensorDescription(
+        key="llm_queued",
+        translation_key="llm_queued",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda s: s.llm_queued,
     ),
     _memory("gtt_used"),
     _memory("gtt_total", entity_category=EntityCategory.DIAGNOSTIC),

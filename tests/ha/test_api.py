@@ -131,6 +131,14 @@ def test_status_parsing_falls_back_to_safe_defaults_for_garbage() -> None:
     assert status.idle_restore_at is None
 
 
+def test_status_parsing_reads_the_llm_counts_and_ignores_garbage_there() -> None:
+    status = Status.from_dict({"llm": {"in_flight": 2, "queued": 5, "models": ["tiny"]}})
+    assert (status.llm_in_flight, status.llm_queued) == (2, 5)
+    for garbage in ({"llm": "busy"}, {"llm": {"in_flight": "2", "queued": True}}, {}):
+        parsed = Status.from_dict(garbage)
+        assert (parsed.llm_in_flight, parsed.llm_queued) == (0, 0)
+
+
 def test_progress_percent_is_step_of_steps() -> None:
     status = Status.from_dict({"progress": {"prompt_id": "p", "step": 3, "steps": 4}})
 

@@ -65,6 +65,8 @@ async def test_states_in_inference_before_any_switch(hass: HomeAssistant, full_b
     assert state(hass, "switch", "pin") == STATE_OFF
     assert state(hass, "sensor", "queue_running") == "0"
     assert state(hass, "sensor", "queue_pending") == "0"
+    assert state(hass, "sensor", "llm_in_flight") == "0"
+    assert state(hass, "sensor", "llm_queued") == "0"
     assert state(hass, "sensor", "gtt_used") == STATE_UNKNOWN
     assert state(hass, "sensor", "progress") == "0"
     assert state(hass, "sensor", "idle_restore_at") == STATE_UNKNOWN

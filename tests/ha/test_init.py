@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hal0_bridge.status import LlmStatus
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
@@ -81,6 +82,17 @@ async def test_status_change_is_pushed_without_a_poll(hass: HomeAssistant, bridg
     bridge.bridge.hub.update(engine="starting")
 
     await wait_until(lambda: hass.states.get(ENGINE).state == "starting", "engine pushed as starting")
+
+
+async def test_llm_counts_are_pushed_to_their_sensors(hass: HomeAssistant, bridge: RunningBridge) -> None:
+    entry = await setup_entry(hass, bridge)
+    await wait_until(lambda: entry.runtime_data.streaming, "stream up")
+    assert hass.states.get("sensor.hal0_testnode_llm_requests_in_flight").state == "0"
+
+    bridge.bridge.hub.update(llm=LlmStatus(in_flight=1, queued=4, models=("tiny",)))  # as the LLM proxy does
+
+    await wait_until(lambda: hass.states.get("sensor.hal0_testnode_llm_requests_waiting").state == "4", "queued pushed")
+    assert hass.states.get("sensor.hal0_testnode_llm_requests_in_flight").state == "1"
 
 
 async def test_bridge_events_are_fired_on_the_bus(hass: HomeAssistant, bridge: RunningBridge) -> None:

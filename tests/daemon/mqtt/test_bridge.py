@@ -19,7 +19,7 @@ from hal0_bridge.config import Config, build
 from hal0_bridge.errors import ApiError
 from hal0_bridge.mqtt.bridge import MqttBridge
 from hal0_bridge.mqtt.topics import Topics
-from hal0_bridge.status import Progress, Queue, StatusHub
+from hal0_bridge.status import LlmStatus, Progress, Queue, StatusHub
 
 from tests.support.mosquitto import Mosquitto, MqttProbe, have_mosquitto
 
@@ -160,6 +160,14 @@ async def test_a_state_change_is_published_retained(bridge, probe, hub):
     msg = await probe.wait_for(T.mode, lambda m: m.text == "generation")
     assert msg.retain
     assert (await probe.wait_for(T.engine, lambda m: m.text == "running")).retain
+
+
+async def test_llm_state_is_published_retained_as_json(bridge, probe, hub):
+    assert (await probe.wait_for(T.llm_state)).json() == {"in_flight": 0, "queued": 0, "models": []}
+    hub.update(llm=LlmStatus(in_flight=2, queued=5, models=("tiny",)))
+    msg = await probe.wait_for(T.llm_state, lambda m: m.json()["queued"] == 5)
+    assert (msg.retain, msg.qos, T.llm_state) == (True, 1, "hal0/llm/state")
+    assert msg.json() == {"in_flight": 2, "queued": 5, "models": ["tiny"]}
 
 
 async def test_a_burst_of_changes_is_coalesced_and_ends_with_the_last_state(bridge, probe, hub):
