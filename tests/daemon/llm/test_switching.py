@@ -295,20 +295,47 @@ async def test_an_llm_demand_waits_for_the_render_in_flight_and_holds_new_render
 # ------------------------------------------------------------------------------ slots that are not there
 
 
-async def test_a_dead_slot_in_inference_mode_is_a_502_not_a_refused_connection(llm_rig: RigFactory) -> None:
-    rig = await llm_rig()
+async def test_a_call_to_a_dead_slot_brings_it_back_and_is_answered(llm_rig: RigFactory) -> None:
+    """Supervision waits its backoff (60 s here); the call does not: inference with a saved slot down is
+    not settled, so the call's switch to inference starts the slot again and the call is answered."""
+    rig = await llm_rig(arbiter={"restart_backoff": 60.0, "restart_backoff_max": 60.0})
     assert rig.bridge.slots is not None
     slot = rig.bridge.slots.get("chat")
     assert slot is not None and slot.backend.pid is not None  # type: ignore[union-attr]
+    dead_pid = slot.backend.pid  # type: ignore[union-attr]
+    os.killpg(dead_pid, signal.SIGKILL)
+    await rig.until(lambda: slot.state in ("offline", "error"), "slot seen dead")
+    seen, collector = await collect(rig)
+
+    resp = await rig.api.post("/v1/chat/completions", json=CHAT)
+
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["choices"][0]["message"]["role"] == "assistant"
+    assert slot.backend.pid not in (None, dead_pid)  # type: ignore[union-attr]
+    assert [e["trigger"] for e in switch_events(seen, "inference")] == ["llm"]
+    collector.cancel()
+
+
+async def test_a_dead_slot_that_cannot_start_is_an_error_not_a_refused_connection(
+    llm_rig: RigFactory, tiny_model: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "vanishing.gguf"
+    shutil.copy(tiny_model, model)
+    rig = await llm_rig(model=model, arbiter={"restart_backoff": 60.0, "restart_backoff_max": 60.0})
+    assert rig.bridge.slots is not None
+    slot = rig.bridge.slots.get("chat")
+    assert slot is not None and slot.backend.pid is not None  # type: ignore[union-attr]
+    model.unlink()  # the running server keeps its mapping; a new one cannot load the model
     os.killpg(slot.backend.pid, signal.SIGKILL)  # type: ignore[union-attr]
     await rig.until(lambda: slot.state in ("offline", "error"), "slot seen dead")
 
     resp = await rig.api.post("/v1/chat/completions", json=CHAT)
 
-    assert resp.status == 502
+    assert resp.status == 503, await resp.text()
     body = await resp.json()
-    assert body["error"]["code"] == "llm.upstream_failed"
-    assert body["error"]["details"]["slot"] == "chat"
+    assert body["error"]["code"] == "comfyui.switch_failed"
+    assert "chat" in body["error"]["message"]
+    assert resp.headers["Retry-After"] == "10"
 
 
 async def test_a_refused_connection_to_a_ready_slot_is_tried_again_then_a_502(llm_rig: RigFactory) -> None:
