@@ -30,6 +30,8 @@ UNKNOWN_FIELD = _c("request.unknown_field", 422)
 BODY_TOO_LARGE = _c("request.body_too_large", 413)
 NOT_FOUND = _c("request.not_found", 404, "not_found_error")
 METHOD_NOT_ALLOWED = _c("request.method_not_allowed", 405)
+UNSUPPORTED_MEDIA_TYPE = _c("request.unsupported_media_type", 415)
+INVALID_FORM = _c("request.invalid_form", 400)
 UNAUTHORIZED = _c("auth.unauthorized", 401, "authentication_error")
 INTERNAL = _c("internal.error", 500, "server_error")
 
@@ -45,6 +47,10 @@ ENGINE_UNAVAILABLE = _c("image.engine_unavailable", 503, "upstream_error", retry
 RENDER_TIMEOUT = _c("image.timeout", 504, "upstream_error")
 CACHE_MISS = _c("image.cache_miss", 404, "not_found_error")
 CACHE_WRITE_FAILED = _c("image.cache_write_failed", 507, "server_error")
+# image edits (multipart uploads)
+INVALID_IMAGE = _c("image.invalid_image", 422)
+INVALID_MASK = _c("image.invalid_mask", 422)
+UPLOAD_TOO_LARGE = _c("image.upload_too_large", 413)
 
 # GPU arbiter
 INVALID_MODE = _c("comfyui.invalid_mode", 422)

@@ -23,8 +23,9 @@ from ..config import Config
 from ..errors import ErrorCode
 from ..images import request as image_request
 from ..images.catalogue import Catalogue
+from ..images.formats import DEFAULT_COMPRESSION, DEFAULT_FORMAT, FORMATS
 from ..status import Status
-from .server import BRIDGE_KEY, path_requires_token
+from .server import BRIDGE_KEY, MULTIPART, path_requires_token
 
 OPENAPI_PATH = "/api/openapi.json"
 DOCUMENT_KEY = web.AppKey("openapi_document", bytes)
@@ -45,6 +46,14 @@ def all_error_codes() -> list[ErrorCode]:
 ANY_ROUTE = (errors.NOT_FOUND, errors.METHOD_NOT_ALLOWED, errors.INTERNAL)
 # what reading a JSON body can answer (web.read_json and the app's client_max_size)
 JSON_BODY = (errors.INVALID_JSON, errors.BODY_TOO_LARGE)
+# what rendering an image can answer, after the request itself was accepted
+RENDER_ERRORS = (errors.WORKFLOW_INVALID, errors.SWITCH_FAILED, errors.UPSTREAM_FAILED, errors.ENGINE_UNAVAILABLE,
+                 errors.RENDER_TIMEOUT, errors.CACHE_WRITE_FAILED)
+STREAM_NOTE = ("With stream: true the answer is Server-Sent Events, starting with the first event: "
+               "<kind>.partial_image (ImagePartialEvent) for up to partial_images of ComfyUI's latent previews, "
+               "then one <kind>.completed (ImageCompletedEvent) per image, kind being image_generation or "
+               "image_edit; a failure before the first event is the plain error answer, one after it an "
+               "`event: error` whose data is the ErrorEnvelope.")
 
 
 # ------------------------------------------------------------------------------- schemas from code
@@ -145,19 +154,22 @@ def error_envelope_schema() -> Json:
     )
 
 
-def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
-    """The body of ``POST /v1/images/generations``, with the limits ``image_request.parse`` enforces."""
+def _image_fields(config: Config, catalogue: Catalogue, extras_names: tuple[str, ...]) -> Json:
+    """The fields both image routes take, with the limits ``image_request.parse`` enforces."""
     image = config.image
     ir = image_request
     names = [spec.name for spec in catalogue.models()]
-    extras: Json = {
+    all_extras: Json = {
         "seed": {"type": "integer", "minimum": 0, "maximum": ir.MAX_SEED},
         "steps": {"type": "integer", "minimum": 1, "maximum": ir.MAX_STEPS},
         "cfg": {"type": "number", "minimum": 0, "maximum": ir.MAX_CFG},
         "negative_prompt": {"type": "string", "maxLength": ir.MAX_PROMPT_CHARS},
+        "strength": {"type": "number", "minimum": 0, "maximum": 1, "default": ir.DEFAULT_STRENGTH,
+                     "description": "KSampler denoise: how much of the source is repainted (above 0, at most 1)"},
     }
+    extras = {key: all_extras[key] for key in extras_names}
     size_pattern = f"^(auto|{ir.SIZE_RE.pattern.strip('^$')})$"
-    properties: Json = {
+    return {
         "prompt": {"type": "string", "minLength": 1, "maxLength": ir.MAX_PROMPT_CHARS,
                    "description": "required; not blank"},
         "model": {**NULL_STRING, "default": image.default_model,
@@ -168,15 +180,34 @@ def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
               "description": "images in one ComfyUI batch"},
         "size": {"type": ["string", "null"], "pattern": size_pattern, "default": "auto",
                  "description": f"WIDTHxHEIGHT, each side a multiple of {ir.SIZE_STEP} between {ir.MIN_SIDE} "
-                                f"and {image.max_side}; auto = the model's size, else {image.default_size}"},
+                                f"and {image.max_side}; auto = the model's size, else {image.default_size} "
+                                "(edits: the source image's size, cut to multiples of 8)"},
         "response_format": {"type": ["string", "null"], "enum": [*ir.RESPONSE_FORMATS, None], "default": "url"},
+        "output_format": {"type": ["string", "null"], "enum": [*FORMATS, None], "default": DEFAULT_FORMAT,
+                          "description": "png is ComfyUI's own file; jpeg and webp are encoded by the bridge"},
+        "output_compression": {"type": ["integer", "null"], "minimum": 0, "maximum": 100,
+                               "default": DEFAULT_COMPRESSION,
+                               "description": "quality of jpeg and webp (ignored for png, as OpenAI does)"},
+        "stream": {"type": ["boolean", "null"], "default": False,
+                   "description": "answer with Server-Sent Events (partial images, then completed)"},
+        "partial_images": {"type": ["integer", "null"], "minimum": 0, "maximum": ir.MAX_PARTIAL_IMAGES,
+                           "default": 0,
+                           "description": "with stream: how many of ComfyUI's latent previews to send "
+                                          "(needs ComfyUI started with --preview-method)"},
         **{key: {**value, "description": "hal0 extra (also accepted inside extra_body)"}
            for key, value in extras.items()},
         "extra_body": {"type": ["object", "null"], "properties": extras, "additionalProperties": False,
                        "description": "hal0 extras for clients that send extra_body literally; a key given "
                                       "here and at top level with different values is a 422"},
-        **{key: {"description": "OpenAI field: accepted and ignored"} for key in sorted(ir.OPENAI_IGNORED)},
     }  # fmt: skip
+
+
+def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
+    """The body of ``POST /v1/images/generations``."""
+    properties: Json = {
+        **_image_fields(config, catalogue, image_request.HAL0_EXTRAS),
+        **{key: {"description": "OpenAI field: accepted and ignored"} for key in sorted(image_request.OPENAI_IGNORED)},
+    }
     return {
         "type": "object",
         "properties": properties,
@@ -186,19 +217,56 @@ def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
     }
 
 
-def image_response_schema() -> Json:
-    used = _obj(
+def edit_request_schema(config: Config, catalogue: Catalogue) -> Json:
+    """The multipart form of ``POST /v1/images/edits`` (text fields carry the same values as text)."""
+    binary = {"type": "string", "format": "binary"}
+    limit = config.image.max_upload_bytes
+    properties: Json = {
+        "image": {**binary, "description": f"PNG, JPEG or WebP, each side 64..{config.image.max_side}, at most "
+                                            f"{limit} bytes (413 image.upload_too_large); without a mask, its "
+                                            "transparent pixels (if any) are the ones repainted"},
+        "image[]": {"type": "array", "items": binary, "description": "several images: the first is edited"},
+        "mask": {**binary, "description": "PNG with alpha, the image's size: fully transparent = repaint "
+                                          "(OpenAI's rule); else 422 image.invalid_mask"},
+        **_image_fields(config, catalogue, image_request.EDIT_EXTRAS),
+        **{key: {"description": "OpenAI field: accepted and ignored"} for key in sorted(image_request.EDIT_IGNORED)},
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": ["prompt"],
+        "additionalProperties": False,
+        "description": "One of image / image[] is required. Numbers and booleans are sent as text (n=2, "
+                       "stream=true), as the openai client does; hal0 extras are plain fields.",
+    }  # fmt: skip
+
+
+def image_used_schema() -> Json:
+    return _obj(
         {
             "model": STRING, "template": STRING, "checkpoint": STRING,
             "seed": {"type": "integer", "minimum": 0, "maximum": image_request.MAX_SEED},
             "steps": {"type": "integer", "minimum": 1}, "cfg": {"type": "number"},
             "sampler": STRING, "scheduler": STRING, "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"},
             "n": {"type": "integer", "minimum": 1}, "prompt_id": STRING, "cached": BOOLEAN,
+            "output_format": {"enum": list(FORMATS)},
             "urls": {"type": "array", "items": STRING},
             "timings": {"type": "object", "additionalProperties": SECONDS},
+            "edit": _obj({
+                "mode": {"enum": ["img2img", "inpaint"]}, "strength": {"type": "number"},
+                "mask": {"enum": ["mask", "image", "none"], "description": "which upload's alpha was the mask"},
+                "source_size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"},
+                "source_format": {"enum": ["png", "jpeg", "webp"]},
+            }, description="edits only"),
+            "index": {"type": "integer", "minimum": 0, "description": "stream events only: which image"},
         },
+        ["model", "template", "checkpoint", "seed", "steps", "cfg", "sampler", "scheduler", "size", "n",
+         "prompt_id", "cached", "output_format", "urls", "timings"],
         description="What was really used (and where the images are cached, also for b64_json).",
     )  # fmt: skip
+
+
+def image_response_schema() -> Json:
     return _obj(
         {
             "created": {"type": "integer"},
@@ -207,9 +275,37 @@ def image_response_schema() -> Json:
                 "minItems": 1,
                 "items": {"oneOf": [_obj({"url": STRING}), _obj({"b64_json": {"type": "string", "minLength": 1}})]},
             },
-            "_hal0": used,
+            "output_format": {"enum": list(FORMATS)},
+            "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"},
+            "_hal0": {"$ref": "#/components/schemas/ImageUsed"},
         }
     )
+
+
+def stream_event_schemas() -> dict[str, Json]:
+    """The ``data`` of each SSE event of a streamed image request (the openai client's event models)."""
+    common: Json = {
+        "b64_json": {"type": "string", "minLength": 1}, "created_at": {"type": "integer"},
+        "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"}, "quality": {"const": "auto"},
+        "background": {"const": "opaque"},
+    }
+    tokens = _obj({"input_tokens": COUNT, "input_tokens_details": _obj({"image_tokens": COUNT, "text_tokens": COUNT}),
+                   "output_tokens": COUNT, "total_tokens": COUNT}, description="always zeros: ComfyUI counts no tokens")
+    return {
+        "ImagePartialEvent": _obj(
+            {"type": {"enum": ["image_generation.partial_image", "image_edit.partial_image"]}, **common,
+             "output_format": {"enum": ["jpeg", "png"], "description": "the preview as ComfyUI encoded it"},
+             "partial_image_index": {"type": "integer", "minimum": 0, "maximum": image_request.MAX_PARTIAL_IMAGES - 1}},
+            description="event: image_generation.partial_image | image_edit.partial_image",
+        ),
+        "ImageCompletedEvent": _obj(
+            {"type": {"enum": ["image_generation.completed", "image_edit.completed"]}, **common,
+             "output_format": {"enum": list(FORMATS)}, "usage": tokens,
+             "_hal0": {"$ref": "#/components/schemas/ImageUsed"}},
+            description="event: image_generation.completed | image_edit.completed; one per image",
+        ),
+        "StreamError": {"$ref": ENVELOPE, "description": "event: error, once the stream has started"},
+    }  # fmt: skip
 
 
 def model_schema() -> Json:
@@ -280,6 +376,14 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
         description="pin only with mode generation; force to inference drops running and pending renders",
     )
     switch_answer = _obj({"status": {"enum": ["switching", "noop"]}, "mode": {"enum": list(MODES)}})
+    image_ok = {
+        "description": "the images (JSON), or with stream: true an event stream",
+        "content": {
+            "application/json": {"schema": ref("ImageResponse")},
+            "text/event-stream": {"schema": {"type": "string", "description": "events whose data are "
+                                             "ImagePartialEvent, ImageCompletedEvent or StreamError"}},
+        },
+    }
     return {
         "/api/info": {"get": {
             "operationId": "info", "summary": "Name, version, node id, models and capabilities",
@@ -323,15 +427,30 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
             "operationId": "createImage", "summary": "OpenAI-compatible image generation through ComfyUI",
             "description": "Everything is validated before the GPU is touched; then the bridge switches to "
                            "generation if needed (waiting for a switch in flight), renders the model's template "
-                           "and caches the images.",
+                           "and caches the images. " + STREAM_NOTE,
             "requestBody": {"required": True, "content": _json(ref("ImageRequest"))},
             "responses": {
-                "200": _ok("the images", ref("ImageResponse")),
+                "200": image_ok,
                 **_errors(*JSON_BODY, errors.UNAUTHORIZED, errors.BODY_NOT_OBJECT, errors.UNKNOWN_FIELD,
                           errors.PROMPT_REQUIRED, errors.INVALID_PARAMETER, errors.MODEL_NOT_CURATED,
-                          errors.INVALID_N, errors.INVALID_SIZE, errors.WORKFLOW_INVALID, errors.SWITCH_FAILED,
-                          errors.UPSTREAM_FAILED, errors.ENGINE_UNAVAILABLE, errors.RENDER_TIMEOUT,
-                          errors.CACHE_WRITE_FAILED),
+                          errors.INVALID_N, errors.INVALID_SIZE, *RENDER_ERRORS),
+            },
+        }},
+        "/v1/images/edits": {"post": {
+            "operationId": "createImageEdit", "summary": "OpenAI-compatible image edit (img2img, inpainting)",
+            "description": "multipart/form-data as the openai client sends it. The image and mask are checked "
+                           "before the GPU is touched, then uploaded to ComfyUI's temp folder under a bounded "
+                           "set of names and rendered through the model's img2img template (no mask, opaque "
+                           "image) or inpaint template (a mask, or an image with transparent pixels). "
+                           + STREAM_NOTE,
+            "requestBody": {"required": True, "content": {MULTIPART: {"schema": ref("EditRequest")}}},
+            "responses": {
+                "200": image_ok,
+                **_errors(errors.UNSUPPORTED_MEDIA_TYPE, errors.INVALID_FORM, errors.BODY_TOO_LARGE,
+                          errors.UPLOAD_TOO_LARGE, errors.UNAUTHORIZED, errors.UNKNOWN_FIELD,
+                          errors.PROMPT_REQUIRED, errors.INVALID_PARAMETER, errors.MODEL_NOT_CURATED,
+                          errors.INVALID_N, errors.INVALID_SIZE, errors.INVALID_IMAGE, errors.INVALID_MASK,
+                          *RENDER_ERRORS),
             },
         }},
         "/v1/models": {"get": {
@@ -345,11 +464,12 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
         "/api/images/cache/{name}": {"get": {
             "operationId": "cachedImage", "summary": "A generated image, by the name in its URL",
             "parameters": [{"name": "name", "in": "path", "required": True,
-                            "schema": {"type": "string", "pattern": "^[0-9a-f]{32}\\.png$"}}],
+                            "schema": {"type": "string", "pattern": "^[0-9a-f]{32}\\.(png|jpg|webp)$"}}],
             "responses": {
-                "200": {"description": "the PNG; immutable cache headers",
+                "200": {"description": "the image in its output format; immutable cache headers",
                         "headers": {"Cache-Control": {"schema": {"type": "string"}}},
-                        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                        "content": {f.content_type: {"schema": {"type": "string", "format": "binary"}}
+                                    for f in FORMATS.values()}},
                 **_errors(errors.CACHE_MISS),
             },
         }},
@@ -387,6 +507,9 @@ def build_document(config: Config, catalogue: Catalogue) -> Json:
         "ErrorEnvelope": error_envelope_schema(),
         "ImageRequest": image_request_schema(config, catalogue),
         "ImageResponse": image_response_schema(),
+        "ImageUsed": image_used_schema(),
+        "EditRequest": edit_request_schema(config, catalogue),
+        **stream_event_schemas(),
         "Model": model_schema(),
         "Info": info_schema(),
         **dataclass_schemas(Status),

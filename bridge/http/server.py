@@ -27,6 +27,24 @@ TOKEN_KEY = web.AppKey("token", str)
 MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
 BRIDGE_KEY: web.AppKey[Any] = web.AppKey("bridge")  # hal0_bridge.app.Bridge; typed loosely to avoid an import cycle
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+# The one table of request bodies that are not JSON: every other POST takes application/json.
+# A path, or a prefix ending in "/", -> the media types it takes; None = anything, passed on as sent.
+BODY_MEDIA_TYPES: dict[str, tuple[str, ...] | None] = {
+    "/v1/images/edits": (MULTIPART,),
+    "/comfyui/": None,  # ComfyUI's own API (JSON, its uploads' multipart), proxied untouched
+}
+
+
+def body_media_types(path: str) -> tuple[str, ...] | None:
+    """What a POST to ``path`` may send (None: any media type)."""
+    if path in BODY_MEDIA_TYPES:
+        return BODY_MEDIA_TYPES[path]
+    for prefix, types in BODY_MEDIA_TYPES.items():
+        if prefix.endswith("/") and path.startswith(prefix):
+            return types
+    return (JSON,)
 
 
 def commands_of(request: web.Request) -> Commands:
