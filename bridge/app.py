@@ -24,7 +24,7 @@ from .gpu.gate import DirectGate, GpuGate
 from .gpu.memory import sysfs_gtt
 from .gpu.slots.manager import SlotManager
 from .http import cache as cache_routes
-from .http import control, events, openai, openapi
+from .http import comfyui_proxy, control, events, openai, openapi
 from .http.server import BRIDGE_KEY, make_app
 from .images.cache import ImageCache
 from .images.catalogue import Catalogue
@@ -69,6 +69,11 @@ class Bridge:
         self.images: ImageService | None = None
         self.commands: Commands | None = None
         self._gate: GpuGate = DirectGate()
+
+    @property
+    def gate(self) -> GpuGate:
+        """Who decides the GPU mode for image work (the arbiter, or nothing to arbitrate)."""
+        return self._gate
 
     async def start(self) -> None:
         await self.cache.open()
@@ -119,6 +124,7 @@ def create_app(config: Config) -> web.Application:
     openai.setup(app)
     cache_routes.setup(app, bridge.cache)
     events.setup(app, bridge.hub, config.server.sse_ping_interval)
+    comfyui_proxy.setup(app)
     openapi.setup(app)
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -485,6 +485,29 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
                 **_errors(),
             },
         }},
+        "/comfyui": {"get": {
+            "operationId": "comfyuiRedirect", "summary": "Redirect to /comfyui/ (the UI's asset paths are relative)",
+            "responses": {"308": {"description": "Location: /comfyui/"}, **_errors(errors.UNAUTHORIZED)},
+        }},
+        "/comfyui/{path}": {
+            method: {
+                "operationId": f"comfyui{method.capitalize()}",
+                "summary": "ComfyUI's own web UI and API, passed through (the URL to give ComfyUI users)",
+                "description": "Requests and answers pass through as sent (ComfyUI's statuses, bodies and "
+                               "headers), the websocket too (GET /comfyui/ws with Upgrade). POST "
+                               "/comfyui/prompt and /comfyui/api/prompt first switch the GPU to generation "
+                               "(waiting like an image request) and count as image activity; websockets never "
+                               "switch. ComfyUI sees its own Origin, not the browser's.",
+                "parameters": [{"name": "path", "in": "path", "required": True, "schema": STRING,
+                                "description": "ComfyUI's path, e.g. api/prompt, view, ws, assets/..."}],
+                "responses": {
+                    "default": {"description": "ComfyUI's own answer, as it sent it"},
+                    **_errors(errors.UNAUTHORIZED, errors.ENGINE_UNAVAILABLE,
+                              *((errors.SWITCH_FAILED,) if method == "post" else ())),
+                },
+            }
+            for method in ("get", "post", "put", "patch", "delete")
+        },
         OPENAPI_PATH: {"get": {
             "operationId": "openapi", "summary": "This document",
             "responses": {"200": _ok("OpenAPI 3.1", {"type": "object"}), **_errors()},

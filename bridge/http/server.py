@@ -99,8 +99,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def path_requires_token(method: str, path: str) -> bool:
-    """Write routes and everything under /v1 need the bearer token when one is configured."""
-    return path.startswith("/v1/") or (method not in READ_METHODS and path.startswith("/api/"))
+    """Write routes, everything under /v1 and ComfyUI behind /comfyui (its reads show history, images
+    and models) need the bearer token when one is configured."""
+    return (
+        path.startswith("/v1/")
+        or path == "/comfyui"
+        or path.startswith("/comfyui/")
+        or (method not in READ_METHODS and path.startswith("/api/"))
+    )
 
 
 def requires_token(request: web.Request) -> bool:
