@@ -27,7 +27,16 @@ from typing import Any
 
 import aiohttp
 
-from bench import bench_events, bench_footprint, bench_image, bench_status, bench_switch, bench_throughput
+from bench import (
+    bench_edit,
+    bench_events,
+    bench_footprint,
+    bench_image,
+    bench_partials,
+    bench_status,
+    bench_switch,
+    bench_throughput,
+)
 from bench.common import ROOT, standin
 
 SWITCH_ROUNDS = 10
@@ -37,6 +46,8 @@ STATUS_TARGET_MS = 10.0
 EVENT_TARGET_MS = 20.0
 SWITCH_TARGET_MS = 150.0
 IDLE_CPU_TARGET_PCT = 1.0  # "~0": under 1 % of one core
+EDIT_TARGET_MS = 15.0  # issue 13: the edit route's overhead for a 1024x1024 PNG (upload + mask)
+PARTIAL_TARGET_MS = 20.0  # issue 13: preview frame -> partial-image event, p50
 
 
 # ---------------------------------------------------------------------------------------- machine
@@ -88,6 +99,8 @@ BENCHES: dict[str, Callable[[], Awaitable[Any]]] = {
     "status": bench_status.run,
     "image": bench_image.run,
     "image_tmpfs": bench_image.run_cache_on_tmpfs,
+    "edit": bench_edit.run,
+    "partials": bench_partials.run,
     "events": bench_events.run,
     "mqtt": mqtt,
     "switch": switch,
@@ -130,6 +143,24 @@ def target_rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             f"{row['overhead_ms']:+.2f} ms (paired {row['overhead_paired_ms']:+.2f} ms; {row['bridge_p50_ms']:.1f} vs "
             f"{row['direct_p50_ms']:.1f} ms direct; parts: " + _parts(row) + ")",
             f"< {IMAGE_TARGET_MS:g} ms at the median", row["overhead_ms"] < IMAGE_TARGET_MS,
+        ))  # fmt: skip
+    edit = _ok(r.get("edit"))
+    if edit:
+        e, g = edit["edit"], edit["generation"]
+        rows.append((
+            f"Edit route overhead, {edit['size']} PNG ({edit['image_bytes'] // 1024} KiB) + mask",
+            f"bridge's own time p50 {e['bridge_own_p50_ms']:.2f} ms (p90 {e['bridge_own_p90_ms']:.2f}); "
+            f"{edit['edit_extra_over_generation_ms']:+.2f} ms over a generation's {g['bridge_own_p50_ms']:.2f} ms; "
+            f"cross-check vs a direct client: {e['overhead_ms']:+.2f} ms ({e['bridge_p50_ms']:.1f} vs "
+            f"{e['direct_p50_ms']:.1f} ms)",
+            f"< {EDIT_TARGET_MS:g} ms", e["bridge_own_p50_ms"] < EDIT_TARGET_MS,
+        ))  # fmt: skip
+    partials = _ok(r.get("partials"))
+    if partials:
+        rows.append((
+            "Partial images: ComfyUI preview frame -> client's partial_image event",
+            f"p50 {partials['p50_ms']:.2f} ms, p99 {partials['p99_ms']:.2f} ms ({partials['samples']} samples)",
+            f"p50 < {PARTIAL_TARGET_MS:g} ms", partials["p50_ms"] < PARTIAL_TARGET_MS,
         ))  # fmt: skip
     status = _ok(r.get("status"))
     if status:
