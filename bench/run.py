@@ -28,11 +28,13 @@ from typing import Any
 import aiohttp
 
 from bench import (
+    bench_edit,
     bench_events,
     bench_footprint,
     bench_image,
     bench_llm,
     bench_page,
+    bench_partials,
     bench_status,
     bench_switch,
     bench_throughput,
@@ -52,6 +54,8 @@ PAGE_DOM_TARGET_MS = 50.0  # issue 14: status change -> DOM, p50
 LLM_ADDED_MS = 1.0  # issue 12: added latency per non-streamed LLM request, p50
 LLM_TTFT_MS = 2.0  # added time to first token, p50
 LLM_CHUNK_MS = 0.5  # added latency per streamed chunk, p50
+EDIT_TARGET_MS = 15.0  # issue 13: the edit route's overhead for a 1024x1024 PNG (upload + mask)
+PARTIAL_TARGET_MS = 20.0  # issue 13: preview frame -> partial-image event, p50
 
 
 # ---------------------------------------------------------------------------------------- machine
@@ -104,6 +108,8 @@ BENCHES: dict[str, Callable[[], Awaitable[Any]]] = {
     "status": bench_status.run,
     "image": bench_image.run,
     "image_tmpfs": bench_image.run_cache_on_tmpfs,
+    "edit": bench_edit.run,
+    "partials": bench_partials.run,
     "events": bench_events.run,
     "mqtt": mqtt,
     "switch": switch,
@@ -148,6 +154,24 @@ def target_rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             f"{row['overhead_ms']:+.2f} ms (paired {row['overhead_paired_ms']:+.2f} ms; {row['bridge_p50_ms']:.1f} vs "
             f"{row['direct_p50_ms']:.1f} ms direct; parts: " + _parts(row) + ")",
             f"< {IMAGE_TARGET_MS:g} ms at the median", row["overhead_ms"] < IMAGE_TARGET_MS,
+        ))  # fmt: skip
+    edit = _ok(r.get("edit"))
+    if edit:
+        e, g = edit["edit"], edit["generation"]
+        rows.append((
+            f"Edit route overhead, {edit['size']} PNG ({edit['image_bytes'] // 1024} KiB) + mask",
+            f"bridge's own time p50 {e['bridge_own_p50_ms']:.2f} ms (p90 {e['bridge_own_p90_ms']:.2f}); "
+            f"{edit['edit_extra_over_generation_ms']:+.2f} ms over a generation's {g['bridge_own_p50_ms']:.2f} ms; "
+            f"cross-check vs a direct client: {e['overhead_ms']:+.2f} ms ({e['bridge_p50_ms']:.1f} vs "
+            f"{e['direct_p50_ms']:.1f} ms)",
+            f"< {EDIT_TARGET_MS:g} ms", e["bridge_own_p50_ms"] < EDIT_TARGET_MS,
+        ))  # fmt: skip
+    partials = _ok(r.get("partials"))
+    if partials:
+        rows.append((
+            "Partial images: ComfyUI preview frame -> client's partial_image event",
+            f"p50 {partials['p50_ms']:.2f} ms, p99 {partials['p99_ms']:.2f} ms ({partials['samples']} samples)",
+            f"p50 < {PARTIAL_TARGET_MS:g} ms", partials["p50_ms"] < PARTIAL_TARGET_MS,
         ))  # fmt: skip
     status = _ok(r.get("status"))
     if status:

@@ -26,7 +26,7 @@ from .gpu.gate import DirectGate, GpuGate
 from .gpu.memory import sysfs_gtt
 from .gpu.slots.manager import SlotManager
 from .http import cache as cache_routes
-from .http import control, events, llm, openai, openapi, page
+from .http import comfyui_proxy, control, events, llm, openai, openapi, page
 from .http import metrics as metrics_routes
 from .http.server import BRIDGE_KEY, make_app
 from .images.cache import ImageCache
@@ -74,6 +74,11 @@ class Bridge:
         if not self.config.mqtt.enabled:
             return None
         return self.mqtt is not None and bool(self.mqtt.connected)
+
+    @property
+    def gate(self) -> GpuGate:
+        """Who decides the GPU mode for image work (the arbiter, or nothing to arbitrate)."""
+        return self._gate
 
     async def start(self) -> None:
         await self.cache.open()
@@ -142,6 +147,7 @@ def create_app(config: Config) -> web.Application:
     events.setup(app, bridge.hub, config.server.sse_ping_interval)
     metrics_routes.setup(app, bridge.metrics)
     page.setup(app)
+    comfyui_proxy.setup(app)
     openapi.setup(app)
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -15,7 +15,12 @@ from .comfyui.facade import ComfyUI
 from .config import Config
 from .errors import ApiError
 from .gpu.arbiter import Arbiter
+from .images.answers import Rendered
 from .images.catalogue import Catalogue
+from .images.edit_request import form_body
+from .images.inputs import check_edit
+from .images.partials import PartialSink
+from .images.request import ImageRequest, with_source
 from .images.request import parse as parse_image_request
 from .images.service import ImageService
 from .status import StatusHub
@@ -142,8 +147,22 @@ class Commands:
         return {"pinned": await self._arbiter.set_pin(pinned)}
 
     async def generate(self, body: Any) -> dict[str, Any]:
-        request = parse_image_request(body, self._catalogue, self._config.image)
-        return await self._images.generate(request)
+        """A generation's JSON answer (REST without ``stream``, MQTT's ``hal0/request/generate``)."""
+        return await self._images.generate(self.image_request(body))
+
+    def image_request(self, body: Any) -> ImageRequest:
+        return parse_image_request(body, self._catalogue, self._config.image)
+
+    async def edit_request(self, fields: dict[str, list[str]], files: dict[str, list[Any]]) -> ImageRequest:
+        """An edit form, checked: its fields first, then its image and mask (Pillow, in a thread)."""
+        form = form_body(fields, files)
+        request = parse_image_request(form.body, self._catalogue, self._config.image, edit=True)
+        source = await check_edit(form.image, form.mask, self._config.image.max_side)
+        return with_source(request, source)
+
+    async def render_image(self, request: ImageRequest, on_partial: PartialSink | None = None) -> Rendered:
+        """Run a checked generation or edit; ``on_partial`` gets a stream's partial images."""
+        return await self._images.render(request, on_partial)
 
     async def cancel(self) -> dict[str, Any]:
         """Drop pending renders and interrupt the running one (what "cancel renders" means in ComfyUI)."""

@@ -161,6 +161,9 @@ IMAGE_SCHEMA = vol.Schema(
         vol.Optional("template_dir", default=""): str,
         # largest image (or mask) accepted by /v1/images/edits
         vol.Optional("max_upload_bytes", default=20 * 1024 * 1024): _int(1024),
+        # edits staged in ComfyUI at once: each owns a fixed pair of file names in ComfyUI's temp folder
+        # (overwritten by the next edit that uses them), which bounds the disk uploads take
+        vol.Optional("edit_slots", default=4): _int(1, 64),
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -247,6 +250,9 @@ SLOT_SCHEMA = vol.Schema(
 MODEL_SCHEMA = vol.Schema(
     {
         vol.Optional("template"): str,
+        # templates for /v1/images/edits: a source image (img2img), and a source with a mask (inpaint)
+        vol.Optional("img2img_template"): str,
+        vol.Optional("inpaint_template"): str,
         vol.Optional("checkpoint"): str,
         vol.Optional("steps"): _int(1, 200),
         vol.Optional("cfg"): _number(0, 100),
@@ -365,6 +371,7 @@ class ImageConfig:
     cache_max_bytes: int
     template_dir: Path | None
     max_upload_bytes: int = 20 * 1024 * 1024
+    edit_slots: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,6 +464,8 @@ class ModelConfig:
 
     name: str
     template: str | None = None
+    img2img_template: str | None = None
+    inpaint_template: str | None = None
     checkpoint: str | None = None
     steps: int | None = None
     cfg: float | None = None

@@ -30,9 +30,10 @@ UNKNOWN_FIELD = _c("request.unknown_field", 422)
 BODY_TOO_LARGE = _c("request.body_too_large", 413)
 NOT_FOUND = _c("request.not_found", 404, "not_found_error")
 METHOD_NOT_ALLOWED = _c("request.method_not_allowed", 405)
+UNSUPPORTED_MEDIA_TYPE = _c("request.unsupported_media_type", 415)
+INVALID_FORM = _c("request.invalid_form", 400)
 UNAUTHORIZED = _c("auth.unauthorized", 401, "authentication_error")
 # the trust model (docs/security.md): browsers, media types, signed image URLs
-UNSUPPORTED_MEDIA_TYPE = _c("request.unsupported_media_type", 415)
 FORBIDDEN_ORIGIN = _c("request.forbidden_origin", 403, "permission_error")
 SIGNATURE_EXPIRED = _c("auth.signature_expired", 401, "authentication_error")
 SIGNATURE_INVALID = _c("auth.invalid_signature", 403, "permission_error")
@@ -50,6 +51,10 @@ ENGINE_UNAVAILABLE = _c("image.engine_unavailable", 503, "upstream_error", retry
 RENDER_TIMEOUT = _c("image.timeout", 504, "upstream_error")
 CACHE_MISS = _c("image.cache_miss", 404, "not_found_error")
 CACHE_WRITE_FAILED = _c("image.cache_write_failed", 507, "server_error")
+# image edits (multipart uploads)
+INVALID_IMAGE = _c("image.invalid_image", 422)
+INVALID_MASK = _c("image.invalid_mask", 422)
+UPLOAD_TOO_LARGE = _c("image.upload_too_large", 413)
 
 # GPU arbiter
 INVALID_MODE = _c("comfyui.invalid_mode", 422)

@@ -48,6 +48,22 @@ class Submitted:
 
 
 @dataclass(frozen=True, slots=True)
+class Uploaded:
+    """Where ``POST /upload/image`` put a file (its answer: ``name``, ``subfolder``, ``type``)."""
+
+    name: str
+    subfolder: str
+    type: str
+
+    @property
+    def load_name(self) -> str:
+        """The name LoadImage takes: ``sub/name`` for the input folder, ``sub/name [temp]`` otherwise
+        (``folder_paths.annotated_filepath``)."""
+        path = f"{self.subfolder}/{self.name}" if self.subfolder else self.name
+        return path if self.type == "input" else f"{path} [{self.type}]"
+
+
+@dataclass(frozen=True, slots=True)
 class QueueInfo:
     running_ids: tuple[str, ...] = ()
     pending_ids: tuple[str, ...] = ()
@@ -136,6 +152,7 @@ class ComfyUIClient:
         path: str,
         *,
         json_body: Any = None,
+        data: Any = None,
         params: dict[str, str] | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
         expect: str = "json",
@@ -146,7 +163,7 @@ class ComfyUIClient:
             raise ComfyUnreachable(f"{method} {path}: the ComfyUI client is not started", raw={"path": path})
         try:
             async with self.session.request(
-                method, url, json=json_body, params=params, timeout=timeout or self._request_timeout
+                method, url, json=json_body, data=data, params=params, timeout=timeout or self._request_timeout
             ) as resp:
                 body = await resp.read()
                 status = resp.status
@@ -217,6 +234,23 @@ class ComfyUIClient:
         if status != 200:
             raise ComfyServerError(status, body.decode("utf-8", "replace"), path=f"/view {ref.filename}")
         return body
+
+    async def upload_image(
+        self, data: bytes, filename: str, *, subfolder: str = "", type_: str = "input", overwrite: bool = False
+    ) -> Uploaded:
+        """``POST /upload/image`` (multipart ``image``, ``subfolder``, ``type``, ``overwrite``), as
+        ComfyUI's ``server.py`` ``image_upload`` takes it (upload_image_*.json): without ``overwrite``
+        a name that exists with other bytes becomes ``name (1).ext``."""
+        form = aiohttp.FormData()
+        form.add_field("image", data, filename=filename, content_type="application/octet-stream")
+        form.add_field("subfolder", subfolder)
+        form.add_field("type", type_)
+        form.add_field("overwrite", "true" if overwrite else "false")
+        status, body = await self._call("POST", "/upload/image", data=form)
+        body = self._ok_json(status, body, "/upload/image")
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+            raise ComfyServerError(status, json.dumps(body), path="/upload/image")
+        return Uploaded(body["name"], str(body.get("subfolder") or ""), str(body.get("type") or type_))
 
     async def queue(self, *, timeout: float | None = None) -> QueueInfo:
         status, body = await self._call("GET", "/queue", timeout=self._timeout(timeout))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,7 @@ from .client import ComfyUIClient, RunResult
 from .errors import ComfyRenderTimeout, ComfyUIError, ComfyUnreachable
 from .monitor import EngineMonitor, SlotStateHook
 from .outputs import TempOutputs
+from .previews import PreviewFrame
 from .websocket import ComfyWebsocket
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,8 +82,15 @@ class ComfyUI:
         if session is not None:
             await session.close()
 
-    async def render(self, graph: dict[str, Any], *, timeout: float | None = None) -> RunResult:
-        """Submit a graph and follow it to its end.
+    async def render(
+        self,
+        graph: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        on_preview: Callable[[PreviewFrame], None] | None = None,
+    ) -> RunResult:
+        """Submit a graph and follow it to its end; ``on_preview`` gets its latent previews (ComfyUI
+        sends them when started with ``--preview-method``), on the websocket reader: keep it quick.
 
         If the awaiting task is cancelled (the HTTP client went away) or the render times out, the
         prompt is taken out of ComfyUI (deleted from the queue, interrupted if it runs) so the GPU
@@ -89,7 +98,7 @@ class ComfyUI:
         """
         client, ws = self.client, self.ws
         prompt_id = str(uuid.uuid4())  # ours, so we can take it back even if submit never answers
-        ws.track(prompt_id)  # messages may beat POST /prompt's answer
+        ws.track(prompt_id).on_preview = on_preview  # messages may beat POST /prompt's answer
         try:
             try:
                 submitted = await client.submit(graph, prompt_id=prompt_id)
@@ -100,6 +109,7 @@ class ComfyUI:
             if submitted.prompt_id != prompt_id:  # a ComfyUI that ignores our prompt_id
                 ws.forget(prompt_id)
                 prompt_id = submitted.prompt_id
+                ws.track(prompt_id).on_preview = on_preview
             return await ws.wait(prompt_id, timeout)
         except (asyncio.CancelledError, ComfyRenderTimeout):
             # cancelled mid-submit too: ComfyUI may queue it after we stopped listening

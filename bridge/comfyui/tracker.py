@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .client import ImageRef, RunResult, pick_images
 from .errors import ComfyUIError
+from .previews import PreviewFrame
 
 
 @dataclass(slots=True)
@@ -33,6 +35,7 @@ class Tracker:
     # progress rate: first sample of the current sampler run, and when its node started
     node_started: dict[str, float] = field(default_factory=dict)
     rate_base: tuple[str, int, float] | None = None  # (node, value, time)
+    on_preview: Callable[[PreviewFrame], None] | None = None  # who wants this prompt's latent previews
 
     def touch(self, now: float) -> None:
         self.last_message = now

@@ -44,6 +44,7 @@ from .errors import (
     ComfyUnreachable,
 )
 from .history import result_from_history
+from .previews import FEATURE_FLAGS, parse_frame
 from .tracker import Tracker
 
 _LOGGER = logging.getLogger(__name__)
@@ -162,6 +163,8 @@ class ComfyWebsocket:
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._ws = ws
+        # first message: ask for previews that name their prompt (event 4); older ComfyUIs ignore it
+        await ws.send_json(FEATURE_FLAGS)
         self._set_connected(True)
         # anything may have finished while we were away: let the waiters look at history once
         for tracker in self._trackers.values():
@@ -175,7 +178,7 @@ class ComfyWebsocket:
                 except Exception:  # noqa: BLE001 - one odd message must not end the follower
                     _LOGGER.exception("could not handle ComfyUI websocket message %.200r", msg.data)
             elif msg.type == aiohttp.WSMsgType.BINARY:
-                continue  # preview frames / SaveImageWebsocket images: not ours to keep
+                self.handle_binary(msg.data)
             elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
                 break
 
@@ -241,6 +244,17 @@ class ComfyWebsocket:
         handler = _HANDLERS.get(kind)
         if handler is not None:
             handler(self, tracker, data, now)
+
+    def handle_binary(self, data: bytes) -> None:
+        """A latent preview goes to whoever follows its prompt (``Tracker.on_preview``); the prompt is
+        the frame's own (event 4) or, for event 1, the one of ours that ComfyUI runs."""
+        frame = parse_frame(data)
+        if frame is None:
+            return
+        prompt_id = frame.prompt_id or self.active_prompt or self._running_prompt()
+        tracker = self._trackers.get(prompt_id) if prompt_id is not None else None
+        if tracker is not None and tracker.on_preview is not None and tracker.outcome is None and not tracker.ended:
+            _safe(tracker.on_preview, frame)
 
     def _running_prompt(self) -> str | None:
         """The most recently started prompt of ours with no outcome yet."""

@@ -15,10 +15,12 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 @route_policy(Access.SIGNED)  # <img src> sends no header: the URLs the bridge hands out are signed
 async def cached_image(request: web.Request) -> web.StreamResponse:
-    path = request.app[CACHE_KEY].path(request.match_info["name"])
+    name = request.match_info["name"]
+    cache = request.app[CACHE_KEY]
+    path = cache.path(name)
     if not path.is_file():  # removed behind our back
         raise ApiError(errors.CACHE_MISS, "no such image in the cache (it may have been evicted)")
-    return web.FileResponse(path, headers={"Content-Type": "image/png", "Cache-Control": IMMUTABLE})
+    return web.FileResponse(path, headers={"Content-Type": cache.content_type(name), "Cache-Control": IMMUTABLE})
 
 
 def setup(app: web.Application, cache: ImageCache) -> None:

@@ -24,11 +24,15 @@ from ..config import Config
 from ..errors import ErrorCode
 from ..images import request as image_request
 from ..images.catalogue import Catalogue
+from ..images.formats import DEFAULT_COMPRESSION, DEFAULT_FORMAT, FORMATS
 from ..llm.call import ENDPOINTS as LLM_ENDPOINTS
 from ..signing import EXP_PARAM, SIG_PARAM
 from ..status import Status
 from ..web import asset_names
-from .server import BODY_METHODS, BRIDGE_KEY, DEFAULT_POLICY, TOKEN_PARAM, Access, RoutePolicy, route_policies
+from .server import (
+    BODY_METHODS, BRIDGE_KEY, DEFAULT_POLICY, MULTIPART, SESSION_COOKIE, TOKEN_PARAM, Access, RoutePolicy,
+    route_policies,
+)  # fmt: skip
 
 OPENAPI_PATH = "/api/openapi.json"
 DOCUMENT_KEY = web.AppKey("openapi_document", bytes)
@@ -49,6 +53,14 @@ def all_error_codes() -> list[ErrorCode]:
 ANY_ROUTE = (errors.NOT_FOUND, errors.METHOD_NOT_ALLOWED, errors.FORBIDDEN_ORIGIN, errors.INTERNAL)
 # what reading a JSON body can answer (web.read_json and the app's client_max_size)
 JSON_BODY = (errors.INVALID_JSON, errors.BODY_TOO_LARGE)
+# what rendering an image can answer, after the request itself was accepted
+RENDER_ERRORS = (errors.WORKFLOW_INVALID, errors.SWITCH_FAILED, errors.UPSTREAM_FAILED, errors.ENGINE_UNAVAILABLE,
+                 errors.RENDER_TIMEOUT, errors.CACHE_WRITE_FAILED)
+STREAM_NOTE = ("With stream: true the answer is Server-Sent Events, starting with the first event: "
+               "<kind>.partial_image (ImagePartialEvent) for up to partial_images of ComfyUI's latent previews, "
+               "then one <kind>.completed (ImageCompletedEvent) per image, kind being image_generation or "
+               "image_edit; a failure before the first event is the plain error answer, one after it an "
+               "`event: error` whose data is the ErrorEnvelope.")
 
 
 # ------------------------------------------------------------------------------- schemas from code
@@ -149,21 +161,25 @@ def error_envelope_schema() -> Json:
     )
 
 
-def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
-    """The body of ``POST /v1/images/generations``, with the limits ``image_request.parse`` enforces."""
+def _image_fields(config: Config, catalogue: Catalogue, extras_names: tuple[str, ...], *, json_body: bool) -> Json:
+    """The fields both image routes take, with the limits ``image_request.parse`` enforces
+    (``extra_body`` only in a JSON body: a form sends hal0's extras as plain fields)."""
     image = config.image
     ir = image_request
     names = [spec.name for spec in catalogue.models()]
-    extras: Json = {  # null = not given (the model's default)
+    all_extras: Json = {  # null = not given (the model's default)
         "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": ir.MAX_SEED},
         "steps": {"type": ["integer", "null"], "minimum": 1, "maximum": ir.MAX_STEPS},
         "cfg": {"type": ["number", "null"], "minimum": 0, "maximum": ir.MAX_CFG},
         "negative_prompt": {"type": ["string", "null"], "maxLength": ir.MAX_PROMPT_CHARS},
-    }
+        "strength": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1, "default": ir.DEFAULT_STRENGTH,
+                     "description": "KSampler denoise: how much of the source is repainted (above 0, at most 1)"},
+    }  # fmt: skip
+    extras = {key: all_extras[key] for key in extras_names}
     # exactly the sides the parser takes: multiples of SIZE_STEP from MIN_SIDE to max_side, spaces around
     sides = "|".join(str(side) for side in range(ir.MIN_SIDE, image.max_side + 1, ir.SIZE_STEP))
     size_pattern = f"^(auto|[ \\t]*(?:{sides})[xX](?:{sides})[ \\t]*)$"
-    properties: Json = {
+    fields: Json = {
         "prompt": {"type": "string", "minLength": 1, "maxLength": ir.MAX_PROMPT_CHARS,
                    # not blank: one character that is not white space (Python counts \x1c-\x1f as space)
                    "pattern": "[^\\s\\x1c-\\x1f]", "description": "required; not blank"},
@@ -175,20 +191,43 @@ def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
               "description": "images in one ComfyUI batch"},
         "size": {"type": ["string", "null"], "pattern": size_pattern, "default": "auto",
                  "description": f"WIDTHxHEIGHT, each side a multiple of {ir.SIZE_STEP} between {ir.MIN_SIDE} "
-                                f"and {image.max_side}; auto = the model's size, else {image.default_size}"},
+                                f"and {image.max_side}; auto = the model's size, else {image.default_size} "
+                                "(edits: the source image's size, cut to multiples of 8)"},
         "response_format": {"type": ["string", "null"], "enum": [*ir.RESPONSE_FORMATS, None], "default": "url"},
+        "output_format": {"type": ["string", "null"], "enum": [*FORMATS, None], "default": DEFAULT_FORMAT,
+                          "description": "png is ComfyUI's own file; jpeg and webp are encoded by the bridge"},
+        "output_compression": {"type": ["integer", "null"], "minimum": 0, "maximum": 100,
+                               "default": DEFAULT_COMPRESSION,
+                               "description": "quality of jpeg and webp (ignored for png, as OpenAI does)"},
+        "stream": {"type": ["boolean", "null"], "default": False,
+                   "description": "answer with Server-Sent Events (partial images, then completed)"},
+        "partial_images": {"type": ["integer", "null"], "minimum": 0, "maximum": ir.MAX_PARTIAL_IMAGES,
+                           "default": 0,
+                           "description": "with stream: how many of ComfyUI's latent previews to send "
+                                          "(needs ComfyUI started with --preview-method)"},
         **{key: {**value, "description": "hal0 extra (also accepted inside extra_body)"}
            for key, value in extras.items()},
-        "extra_body": {"type": ["object", "null"], "properties": extras, "additionalProperties": False,
-                       "description": "hal0 extras for clients that send extra_body literally; a key given "
-                                      "here and at top level (both not null) is a 422"},
-        **{key: {"description": "OpenAI field: accepted and ignored"} for key in sorted(ir.OPENAI_IGNORED)},
     }  # fmt: skip
+    if json_body:
+        fields["extra_body"] = {
+            "type": ["object", "null"], "properties": extras, "additionalProperties": False,
+            "description": "hal0 extras for clients that send extra_body literally; a key given here and at top "
+                           "level (both not null) is a 422",
+        }  # fmt: skip
+    return fields
+
+
+def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
+    """The body of ``POST /v1/images/generations``."""
+    properties: Json = {
+        **_image_fields(config, catalogue, image_request.HAL0_EXTRAS, json_body=True),
+        **{key: {"description": "OpenAI field: accepted and ignored"} for key in sorted(image_request.OPENAI_IGNORED)},
+    }
     given = {"not": {"type": "null"}}
     twice = [
         {"required": [key, "extra_body"],
          "properties": {key: given, "extra_body": {"type": "object", "required": [key], "properties": {key: given}}}}
-        for key in extras
+        for key in image_request.HAL0_EXTRAS
     ]  # fmt: skip
     return {
         "type": "object",
@@ -201,19 +240,56 @@ def image_request_schema(config: Config, catalogue: Catalogue) -> Json:
     }  # fmt: skip
 
 
-def image_response_schema() -> Json:
-    used = _obj(
+def edit_request_schema(config: Config, catalogue: Catalogue) -> Json:
+    """The multipart form of ``POST /v1/images/edits`` (text fields carry the same values as text)."""
+    binary = {"type": "string", "format": "binary"}
+    limit = config.image.max_upload_bytes
+    properties: Json = {
+        "image": {**binary, "description": f"PNG, JPEG or WebP, each side 64..{config.image.max_side}, at most "
+                                            f"{limit} bytes (413 image.upload_too_large); without a mask, its "
+                                            "transparent pixels (if any) are the ones repainted"},
+        "image[]": {"type": "array", "items": binary, "description": "several images: the first is edited"},
+        "mask": {**binary, "description": "PNG with alpha, the image's size: fully transparent = repaint "
+                                          "(OpenAI's rule); else 422 image.invalid_mask"},
+        **_image_fields(config, catalogue, image_request.EDIT_EXTRAS, json_body=False),
+        **{key: {"description": "OpenAI field: accepted and ignored"} for key in sorted(image_request.EDIT_IGNORED)},
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": ["prompt"],
+        "additionalProperties": False,
+        "description": "One of image / image[] is required. Numbers and booleans are sent as text (n=2, "
+                       "stream=true), as the openai client does; hal0 extras are plain fields.",
+    }  # fmt: skip
+
+
+def image_used_schema() -> Json:
+    return _obj(
         {
             "model": STRING, "template": STRING, "checkpoint": STRING,
             "seed": {"type": "integer", "minimum": 0, "maximum": image_request.MAX_SEED},
             "steps": {"type": "integer", "minimum": 1}, "cfg": {"type": "number"},
             "sampler": STRING, "scheduler": STRING, "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"},
             "n": {"type": "integer", "minimum": 1}, "prompt_id": STRING, "cached": BOOLEAN,
+            "output_format": {"enum": list(FORMATS)},
             "urls": {"type": "array", "items": STRING},
             "timings": {"type": "object", "additionalProperties": SECONDS},
+            "edit": _obj({
+                "mode": {"enum": ["img2img", "inpaint"]}, "strength": {"type": "number"},
+                "mask": {"enum": ["mask", "image", "none"], "description": "which upload's alpha was the mask"},
+                "source_size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"},
+                "source_format": {"enum": ["png", "jpeg", "webp"]},
+            }, description="edits only"),
+            "index": {"type": "integer", "minimum": 0, "description": "stream events only: which image"},
         },
+        ["model", "template", "checkpoint", "seed", "steps", "cfg", "sampler", "scheduler", "size", "n",
+         "prompt_id", "cached", "output_format", "urls", "timings"],
         description="What was really used (and where the images are cached, also for b64_json).",
     )  # fmt: skip
+
+
+def image_response_schema() -> Json:
     return _obj(
         {
             "created": {"type": "integer"},
@@ -222,9 +298,57 @@ def image_response_schema() -> Json:
                 "minItems": 1,
                 "items": {"oneOf": [_obj({"url": STRING}), _obj({"b64_json": {"type": "string", "minLength": 1}})]},
             },
-            "_hal0": used,
+            "output_format": {"enum": list(FORMATS)},
+            "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"},
+            "_hal0": {"$ref": "#/components/schemas/ImageUsed"},
         }
     )
+
+
+def sse_event(data: Json, description: str, events: list[str] | None = None) -> Json:
+    """One Server-Sent Event, parsed into its fields: the per-event schema that OpenAPI 3.2 calls
+    ``itemSchema`` and 3.1 tools (schemathesis) read from ``schema``. ``data`` is JSON text."""
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"enum": events} if events else STRING,
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+            "id": STRING,
+            "retry": {"type": "integer"},
+        },
+        "description": description,
+    }
+
+
+IMAGE_STREAM_EVENTS = [f"{kind}.{what}" for kind in ("image_generation", "image_edit")
+                       for what in ("partial_image", "completed")] + ["error"]  # fmt: skip
+
+
+def stream_event_schemas() -> dict[str, Json]:
+    """The ``data`` of each SSE event of a streamed image request (the openai client's event models)."""
+    common: Json = {
+        "b64_json": {"type": "string", "minLength": 1}, "created_at": {"type": "integer"},
+        "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"}, "quality": {"const": "auto"},
+        "background": {"const": "opaque"},
+    }
+    tokens = _obj({"input_tokens": COUNT, "input_tokens_details": _obj({"image_tokens": COUNT, "text_tokens": COUNT}),
+                   "output_tokens": COUNT, "total_tokens": COUNT}, description="always zeros: ComfyUI counts no tokens")
+    return {
+        "ImagePartialEvent": _obj(
+            {"type": {"enum": ["image_generation.partial_image", "image_edit.partial_image"]}, **common,
+             "output_format": {"enum": ["jpeg", "png"], "description": "the preview as ComfyUI encoded it"},
+             "partial_image_index": {"type": "integer", "minimum": 0, "maximum": image_request.MAX_PARTIAL_IMAGES - 1}},
+            description="event: image_generation.partial_image | image_edit.partial_image",
+        ),
+        "ImageCompletedEvent": _obj(
+            {"type": {"enum": ["image_generation.completed", "image_edit.completed"]}, **common,
+             "output_format": {"enum": list(FORMATS)}, "usage": tokens,
+             "_hal0": {"$ref": "#/components/schemas/ImageUsed"}},
+            description="event: image_generation.completed | image_edit.completed; one per image",
+        ),
+        "StreamError": {"$ref": ENVELOPE, "description": "event: error, once the stream has started"},
+    }  # fmt: skip
 
 
 def model_schema() -> Json:
@@ -320,7 +444,9 @@ def llm_operation(path: str) -> Json:
         "responses": {
             "200": {"description": "the slot's answer",
                     "content": {"application/json": {"schema": any_json},
-                                "text/event-stream": {"schema": {"type": "string"}}}},
+                                "text/event-stream": {"schema": sse_event(
+                                    {"description": "the slot's chunk as it sent it; the last data is [DONE]"},
+                                    "the slot's own stream, chunk by chunk")}}},
             **_errors(errors.BODY_TOO_LARGE, errors.INVALID_JSON, errors.BODY_NOT_OBJECT,
                       errors.LLM_INVALID_REQUEST, errors.LLM_MODEL_NOT_FOUND, errors.LLM_QUEUE_FULL,
                       errors.IMAGE_MODE, errors.LLM_WAIT_TIMEOUT, errors.SWITCH_FAILED, errors.LLM_UPSTREAM_FAILED),
@@ -343,6 +469,17 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
         anyOf=[{"properties": {"mode": {"const": "generation"}}}, {"properties": {"pin": {"enum": [False, None]}}}],
     )
     switch_answer = _obj({"status": {"enum": ["switching", "noop"]}, "mode": {"enum": list(MODES)}})
+    image_ok = {
+        "description": "the images (JSON), or with stream: true an event stream",
+        "content": {
+            "application/json": {"schema": ref("ImageResponse")},
+            "text/event-stream": {"schema": sse_event(
+                {"oneOf": [ref("ImagePartialEvent"), ref("ImageCompletedEvent"), ref("StreamError")]},
+                "partial images, then one completed event per image; error once the stream has started",
+                IMAGE_STREAM_EVENTS,
+            )},
+        },
+    }
     return {
         "/api/info": {"get": {
             "operationId": "info", "summary": "Name, version, node id, models and capabilities",
@@ -388,15 +525,29 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
             "operationId": "createImage", "summary": "OpenAI-compatible image generation through ComfyUI",
             "description": "Everything is validated before the GPU is touched; then the bridge switches to "
                            "generation if needed (waiting for a switch in flight), renders the model's template "
-                           "and caches the images.",
+                           "and caches the images. " + STREAM_NOTE,
             "requestBody": {"required": True, "content": _json(ref("ImageRequest"))},
             "responses": {
-                "200": _ok("the images", ref("ImageResponse")),
+                "200": image_ok,
                 **_errors(*JSON_BODY, errors.BODY_NOT_OBJECT, errors.UNKNOWN_FIELD,
                           errors.PROMPT_REQUIRED, errors.INVALID_PARAMETER, errors.MODEL_NOT_CURATED,
-                          errors.INVALID_N, errors.INVALID_SIZE, errors.WORKFLOW_INVALID, errors.SWITCH_FAILED,
-                          errors.UPSTREAM_FAILED, errors.ENGINE_UNAVAILABLE, errors.RENDER_TIMEOUT,
-                          errors.CACHE_WRITE_FAILED),
+                          errors.INVALID_N, errors.INVALID_SIZE, *RENDER_ERRORS),
+            },
+        }},
+        "/v1/images/edits": {"post": {
+            "operationId": "createImageEdit", "summary": "OpenAI-compatible image edit (img2img, inpainting)",
+            "description": "multipart/form-data as the openai client sends it. The image and mask are checked "
+                           "before the GPU is touched, then uploaded to ComfyUI's temp folder under a bounded "
+                           "set of names and rendered through the model's img2img template (no mask, opaque "
+                           "image) or inpaint template (a mask, or an image with transparent pixels). "
+                           + STREAM_NOTE,
+            "requestBody": {"required": True, "content": {MULTIPART: {"schema": ref("EditRequest")}}},
+            "responses": {
+                "200": image_ok,
+                **_errors(errors.INVALID_FORM, errors.BODY_TOO_LARGE, errors.UPLOAD_TOO_LARGE, errors.UNKNOWN_FIELD,
+                          errors.PROMPT_REQUIRED, errors.INVALID_PARAMETER, errors.MODEL_NOT_CURATED,
+                          errors.INVALID_N, errors.INVALID_SIZE, errors.INVALID_IMAGE, errors.INVALID_MASK,
+                          *RENDER_ERRORS),
             },
         }},
         "/v1/models": {"get": {
@@ -412,11 +563,12 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
         "/api/images/cache/{name}": {"get": {
             "operationId": "cachedImage", "summary": "A generated image, by the name in its URL",
             "parameters": [{"name": "name", "in": "path", "required": True,
-                            "schema": {"type": "string", "pattern": "^[0-9a-f]{32}\\.png$"}}],
+                            "schema": {"type": "string", "pattern": "^[0-9a-f]{32}\\.(png|jpg|webp)$"}}],
             "responses": {
-                "200": {"description": "the PNG; immutable cache headers",
+                "200": {"description": "the image in its output format; immutable cache headers",
                         "headers": {"Cache-Control": {"schema": {"type": "string"}}},
-                        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                        "content": {f.content_type: {"schema": {"type": "string", "format": "binary"}}
+                                    for f in FORMATS.values()}},
                 **_errors(errors.CACHE_MISS),
             },
         }},
@@ -428,7 +580,9 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
                            f"`type` and `time`; a `: ping` comment every {config.server.sse_ping_interval:g} s.",
             "responses": {
                 "200": {"description": "an endless event stream",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                        "content": {"text/event-stream": {"schema": sse_event(
+                            {"description": "event status: the Status; any other: an event with type and time"},
+                            "one status snapshot or event")}}},
                 **_errors(),
             },
         }},
@@ -454,6 +608,29 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
                 **_errors(),
             },
         }},
+        "/comfyui": {"get": {
+            "operationId": "comfyuiRedirect", "summary": "Redirect to /comfyui/ (the UI's asset paths are relative)",
+            "responses": {"308": {"description": "Location: /comfyui/"}, **_errors()},
+        }},
+        "/comfyui/{path}": {
+            method: {
+                "operationId": f"comfyui{method.capitalize()}",
+                "summary": "ComfyUI's own web UI and API, passed through (the URL to give ComfyUI users)",
+                "description": "Requests and answers pass through as sent (ComfyUI's statuses, bodies and "
+                               "headers), the websocket too (GET /comfyui/ws with Upgrade). POST "
+                               "/comfyui/prompt and /comfyui/api/prompt first switch the GPU to generation "
+                               "(waiting like an image request) and count as image activity; websockets never "
+                               "switch. ComfyUI sees its own Origin, not the browser's.",
+                "parameters": [{"name": "path", "in": "path", "required": True, "schema": STRING,
+                                "description": "ComfyUI's path, e.g. api/prompt, view, ws, assets/..."}],
+                "responses": {
+                    "default": {"description": "ComfyUI's own answer, as it sent it"},
+                    **_errors(errors.ENGINE_UNAVAILABLE,
+                              *((errors.SWITCH_FAILED,) if method == "post" else ())),
+                },
+            }
+            for method in ("get", "post", "put", "patch", "delete")
+        },
         OPENAPI_PATH: {"get": {
             "operationId": "openapi", "summary": "This document",
             "responses": {"200": _ok("OpenAPI 3.1", {"type": "object"}), **_errors()},
@@ -476,12 +653,14 @@ SECURITY_OF = {
     Access.TOKEN: [{"bearer": []}],
     Access.SIGNED: [{"bearer": []}, {"signedUrl": []}],
     Access.TOKEN_QUERY: [{"bearer": []}, {"tokenQuery": []}],
+    Access.BROWSER: [{"bearer": []}, {"sessionCookie": []}],
 }
 ERRORS_OF = {
     Access.OPEN: (),
     Access.TOKEN: (errors.UNAUTHORIZED,),
     Access.SIGNED: (errors.UNAUTHORIZED, errors.SIGNATURE_EXPIRED, errors.SIGNATURE_INVALID),
     Access.TOKEN_QUERY: (errors.UNAUTHORIZED,),
+    Access.BROWSER: (errors.UNAUTHORIZED,),
 }
 QUERY_PARAMETERS = {
     Access.SIGNED: [
@@ -526,6 +705,9 @@ def build_document(
         "ErrorEnvelope": error_envelope_schema(),
         "ImageRequest": image_request_schema(config, catalogue),
         "ImageResponse": image_response_schema(),
+        "ImageUsed": image_used_schema(),
+        "EditRequest": edit_request_schema(config, catalogue),
+        **stream_event_schemas(),
         "Model": model_schema(),
         "LlmModel": llm_model_schema(),
         "LlmRequest": llm_request_schema(),
@@ -555,6 +737,9 @@ def build_document(
                                              f"{config.server.signed_url_ttl} s): works in <img src>"},
                 "tokenQuery": {"type": "apiKey", "in": "query", "name": TOKEN_PARAM,
                                "description": "server.token as ?token=, only on /api/events (EventSource)"},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
+                                  "description": "browsers on /comfyui/: opening /comfyui/?token=<server.token> "
+                                                 "once answers 303 with this cookie (HttpOnly, SameSite=Strict)"},
             },
         },
         "x-error-codes": [

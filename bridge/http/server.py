@@ -43,8 +43,12 @@ ORIGIN_RULE_KEY = web.AppKey("origin_rule", OriginRule)
 BRIDGE_KEY: web.AppKey[Any] = web.AppKey("bridge")  # hal0_bridge.app.Bridge; typed loosely to avoid an import cycle
 CORS_ORIGIN = "hal0_cors_origin"  # request key: the allowed foreign origin to answer with CORS headers
 JSON = "application/json"
+MULTIPART = "multipart/form-data"
+ANY_MEDIA = ("*/*",)  # a route that passes bodies on as sent (the /comfyui/ proxy)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TOKEN_PARAM = "token"
+SESSION_COOKIE = "hal0_session"
+SESSION_MAX_AGE = 30 * 24 * 3600  # seconds a browser keeps its session cookie
 CORS_METHODS = "GET, HEAD, POST"
 CORS_HEADERS = "Authorization, Content-Type"
 CORS_MAX_AGE = "600"
@@ -60,6 +64,9 @@ class Access(enum.Enum):
     TOKEN = "token"  # Authorization: Bearer <token>
     SIGNED = "signed"  # the token, or a signed URL the bridge handed out (?exp=&sig=): <img src>
     TOKEN_QUERY = "token_query"  # the token in the header or as ?token= (EventSource sends no headers)
+    # the token in the header, or a browser's session cookie, which opening the URL once with ?token=
+    # sets: ComfyUI's own UI behind /comfyui/, whose pages, scripts and websocket send no headers of ours
+    BROWSER = "browser"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +81,8 @@ _POLICY_ATTR = "__hal0_route_policy__"
 
 def route_policy(access: Access = Access.TOKEN, accepts: tuple[str, ...] = (JSON,)) -> Callable[[H], H]:
     """Declare what a route requires, on its handler: ``@route_policy(Access.OPEN)``,
-    ``@route_policy(accepts=("multipart/form-data",))``. Undecorated handlers get :data:`DEFAULT_POLICY`."""
+    ``@route_policy(accepts=(MULTIPART,))``, ``accepts=ANY_MEDIA`` for any body.
+    Undecorated handlers get :data:`DEFAULT_POLICY`."""
     policy = RoutePolicy(access, tuple(media.lower() for media in accepts))
 
     def mark(handler: H) -> H:
@@ -209,6 +217,29 @@ def _query_token_ok(request: web.Request, token: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode("utf-8", "replace"), token.encode())
 
 
+def session_value(token: str) -> str:
+    """The browser session cookie's value: derived from the token, so the token itself is never stored
+    in a cookie, and a new token ends every session."""
+    return hmac.new(token.encode(), b"hal0-bridge browser session v1", "sha256").hexdigest()
+
+
+def _session_ok(request: web.Request, token: str) -> bool:
+    given = request.cookies.get(SESSION_COOKIE)
+    return given is not None and hmac.compare_digest(given.encode("utf-8", "replace"), session_value(token).encode())
+
+
+def _start_session(request: web.Request, token: str) -> web.Response:
+    """``GET ...?token=<token>`` on a browser route: 303 to the same URL without the token, with the
+    session cookie (HttpOnly, SameSite=Strict: no other site's page can make the browser send it)."""
+    location = request.rel_url.without_query_params(TOKEN_PARAM)
+    response = web.Response(status=303, headers={"Location": str(location), "Cache-Control": "no-store"})
+    response.set_cookie(
+        SESSION_COOKIE, session_value(token), max_age=SESSION_MAX_AGE, path="/", httponly=True,
+        samesite="Strict", secure=request.secure,
+    )  # fmt: skip
+    return response
+
+
 def _check_signature(request: web.Request) -> bool:
     """True for a valid signed URL, False when none was given; raises for a tampered or expired one."""
     exp, sig = request.query.get(EXP_PARAM), request.query.get(SIG_PARAM)
@@ -234,6 +265,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 pass
             elif access is Access.TOKEN_QUERY and _query_token_ok(request, token):
                 pass
+            elif access is Access.BROWSER and _session_ok(request, token):
+                pass
+            elif access is Access.BROWSER and request.method == "GET" and _query_token_ok(request, token):
+                return _start_session(request, token)
+            elif access is Access.BROWSER:
+                raise ApiError(
+                    errors.UNAUTHORIZED,
+                    f"open {request.path}?token=<server.token> once in this browser (it then keeps a session "
+                    "cookie), or send Authorization: Bearer <token>",
+                )
             else:
                 raise ApiError(errors.UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer <token>)")
     return await handler(request)
@@ -253,7 +294,7 @@ async def media_type_middleware(request: web.Request, handler: Handler) -> web.S
     if request.method in BODY_METHODS and _routed(request) and request.body_exists:
         accepts = policy_of(request.match_info.handler).accepts
         given = media_type(request)
-        if given not in accepts:
+        if accepts != ANY_MEDIA and given not in accepts:
             raise ApiError(
                 errors.UNSUPPORTED_MEDIA_TYPE,
                 f"send the body as {' or '.join(accepts)} (Content-Type header)",

@@ -1,6 +1,7 @@
-"""The generated-image cache behind ``GET /api/images/cache/{uuid}.png``.
+"""The generated-image cache behind ``GET /api/images/cache/{uuid}.{png,jpg,webp}``.
 
-Files are named ``<uuid4 hex>.png`` by the cache itself and written atomically (temp file + rename),
+Files are named ``<uuid4 hex><extension>`` by the cache itself (the extension of the image's output
+format, :mod:`.formats`, so the route can name its content type) and written atomically (temp file + rename),
 so a reader never sees half an image. Only names in the in-memory index are served: the index is
 what this cache wrote (rebuilt from its own directory at start-up), so no other file — and no path
 trick — can ever be reached. Bounded by count and bytes; the oldest image goes first.
@@ -19,9 +20,10 @@ from pathlib import Path
 
 from .. import errors
 from ..errors import ApiError
+from .formats import BY_EXTENSION, FORMATS, OutputFormat
 
 _LOGGER = logging.getLogger(__name__)
-NAME_RE = re.compile(r"^[0-9a-f]{32}\.png$")
+NAME_RE = re.compile(r"^[0-9a-f]{32}(" + "|".join(re.escape(ext) for ext in BY_EXTENSION) + r")$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +63,9 @@ class ImageCache:
     def stats(self) -> CacheStats:
         return CacheStats(len(self._index), self._bytes)
 
-    async def store(self, data: bytes) -> str:
-        """Write one PNG and return its cache name; raises CACHE_WRITE_FAILED on disk errors."""
-        name = f"{uuid.uuid4().hex}.png"
+    async def store(self, data: bytes, fmt: OutputFormat = FORMATS["png"]) -> str:
+        """Write one image and return its cache name; raises CACHE_WRITE_FAILED on disk errors."""
+        name = f"{uuid.uuid4().hex}{fmt.extension}"
         try:
             await asyncio.to_thread(self._write, name, data)
         except OSError as err:
@@ -109,3 +111,11 @@ class ImageCache:
         if not NAME_RE.match(name) or name not in self._index:
             raise ApiError(errors.CACHE_MISS, "no such image in the cache (it may have been evicted)")
         return self.directory / name
+
+    @staticmethod
+    def content_type(name: str) -> str:
+        """The content type of a served name (its extension is the format it was stored in)."""
+        match = NAME_RE.match(name)
+        if match is None:
+            raise ApiError(errors.CACHE_MISS, "no such image in the cache (it may have been evicted)")
+        return BY_EXTENSION[match.group(1)].content_type

@@ -31,6 +31,16 @@ class ModelSpec:
     size: tuple[int, int] | None
     aliases: tuple[str, ...] = ()
     description: str = ""
+    # /v1/images/edits: source image only (img2img) and source with a mask (inpaint); None = no edits
+    img2img_template: str | None = None
+    inpaint_template: str | None = None
+
+    def edit_template(self, inpaint: bool) -> str | None:
+        return self.inpaint_template if inpaint else self.img2img_template
+
+    def templates(self) -> tuple[str, ...]:
+        """Every template this model renders (checked at start-up)."""
+        return tuple(t for t in (self.template, self.img2img_template, self.inpaint_template) if t)
 
 
 BUILTIN_MODELS: tuple[ModelSpec, ...] = (
@@ -45,6 +55,8 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         size=None,
         aliases=("sdxl", "sdxl_turbo", "sd-xl-turbo"),
         description="SDXL Turbo: fast few-step generation, native 1024x1024 (adversarial diffusion distillation)",
+        img2img_template="sdxl-turbo-img2img",
+        inpaint_template="sdxl-turbo-inpaint",
     ),
     ModelSpec(
         name="sd-1.5-pruned-emaonly",
@@ -57,6 +69,8 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         size=(512, 512),
         aliases=("sd-1.5", "sd1.5", "sd15", "sd-15", "v1-5-pruned-emaonly"),
         description="Stable Diffusion 1.5 (pruned, EMA only), native 512x512",
+        img2img_template="sd-1.5-img2img",
+        inpaint_template="sd-1.5-inpaint",
     ),
 )
 
@@ -69,7 +83,7 @@ def _parse_size(value: str) -> tuple[int, int]:
 
 # what a configured model that is not a built-in gets for the keys it leaves out
 CONFIG_DEFAULTS = {"steps": 20, "cfg": 7.0, "sampler": "euler", "scheduler": "normal", "aliases": (),
-                   "description": ""}
+                   "description": "", "img2img_template": None, "inpaint_template": None}
 
 
 def spec_from_config(model: ModelConfig, base: ModelSpec | None = None) -> ModelSpec:
@@ -98,6 +112,8 @@ def spec_from_config(model: ModelConfig, base: ModelSpec | None = None) -> Model
         size=size,
         aliases=tuple(pick("aliases")),
         description=pick("description"),
+        img2img_template=pick("img2img_template"),
+        inpaint_template=pick("inpaint_template"),
     )
 
 

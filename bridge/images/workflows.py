@@ -46,6 +46,8 @@ MAX_POWER_BITS = 4096  # bit size of an integer produced by `**`
 
 SAMPLE_PROMPTS = ('hal0 sample "quoted" {{ braces }} \\ end', "Other Sample Prompt\n{% raw %}")
 SAMPLE_SIZE = (512, 512)
+SAMPLE_IMAGE = "hal0/check-image.png [temp]"
+SAMPLE_MASK = "hal0/check-mask.png [temp]"
 
 
 def build_params(
@@ -60,8 +62,15 @@ def build_params(
     height: int,
     batch_size: int = 1,
     filename_prefix: str = "hal0",
+    image: str = "",
+    mask: str = "",
+    denoise: float = 1.0,
 ) -> dict[str, Any]:
-    """The variables every template sees; ``steps``/``cfg`` left as None take the model's defaults."""
+    """The variables every template sees; ``steps``/``cfg`` left as None take the model's defaults.
+
+    ``image``/``mask`` are the LoadImage names of an edit's uploads (``""`` for a generation) and
+    ``denoise`` its strength (1.0 for a generation).
+    """
     return {
         "prompt": prompt,
         "negative_prompt": negative_prompt,
@@ -76,6 +85,9 @@ def build_params(
         "checkpoint": spec.checkpoint,
         "filename_prefix": filename_prefix,
         "model": spec.name,
+        "image": image,
+        "mask": mask,
+        "denoise": float(denoise),
     }
 
 
@@ -239,6 +251,9 @@ class WorkflowRenderer:
                     height=height,
                     batch_size=1,
                     filename_prefix="hal0/check",
+                    image=SAMPLE_IMAGE,
+                    mask=SAMPLE_MASK,
+                    denoise=0.75,
                 ),
             )
             for prompt in SAMPLE_PROMPTS
@@ -249,10 +264,14 @@ class WorkflowRenderer:
     def check_models(self, specs: Iterable[ModelSpec]) -> None:
         """:meth:`check` every model's template; a failure is a ``ConfigError`` naming the model's key."""
         for spec in specs:
-            try:
-                self.check(spec.template, spec)
-            except ApiError as err:
-                raise ConfigError(f"models.{spec.name}.template: {err.message}") from None
+            for key in ("template", "img2img_template", "inpaint_template"):
+                template = getattr(spec, key)
+                if template is None:
+                    continue
+                try:
+                    self.check(template, spec)
+                except ApiError as err:
+                    raise ConfigError(f"models.{spec.name}.{key}: {err.message}") from None
 
     def _render_text(self, template: str, filename: str, params: Mapping[str, Any]) -> str:
         try:

@@ -1,7 +1,8 @@
 """AI Task entity: Home Assistant's ``ai_task.generate_image`` rendered by the bridge's GPU.
 
-Thin on purpose: the task's instructions become one image request; Home Assistant stores the PNG
-bytes in its media library.
+Thin on purpose: the task's instructions become one image request — an edit of the first attached
+picture when there is one (``SUPPORT_ATTACHMENTS``: a camera snapshot, a media file), a generation
+otherwise; Home Assistant stores the PNG bytes in its media library.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .api import Hal0Error
 from .const import DOMAIN
 from .coordinator import Hal0ConfigEntry
 from .entity import Hal0Entity
-from .helpers import translate_error
+from .helpers import read_file, translate_error
 
 PARALLEL_UPDATES = 0
 
@@ -34,13 +35,20 @@ async def async_setup_entry(
 class Hal0AITaskEntity(Hal0Entity, ai_task.AITaskEntity):
     """Generates images with the bridge's default model (the bridge switches the GPU as needed)."""
 
-    _attr_supported_features = ai_task.AITaskEntityFeature.GENERATE_IMAGE
+    _attr_supported_features = (
+        ai_task.AITaskEntityFeature.GENERATE_IMAGE | ai_task.AITaskEntityFeature.SUPPORT_ATTACHMENTS
+    )
 
     async def _async_generate_image(
         self, task: ai_task.GenImageTask, chat_log: conversation.ChatLog
     ) -> ai_task.GenImageTaskResult:
+        source = await self._source(task)
+        client = self.coordinator.client
         try:
-            result = await self.coordinator.client.generate_image(task.instructions, response_format="b64_json")
+            if source is None:
+                result = await client.generate_image(task.instructions, response_format="b64_json")
+            else:
+                result = await client.edit_image(task.instructions, source, response_format="b64_json")
         except Hal0Error as err:
             raise translate_error(err, self.coordinator) from err
         if not result.images:
@@ -56,3 +64,17 @@ class Hal0AITaskEntity(Hal0Entity, ai_task.AITaskEntity):
             height=height,
             model=result.model,
         )
+
+    async def _source(self, task: ai_task.GenImageTask) -> bytes | None:
+        """The first attached picture's bytes (an edit), or None (a generation)."""
+        attachments = task.attachments or []
+        for attachment in attachments:
+            if attachment.mime_type.startswith("image/"):
+                return await self.hass.async_add_executor_job(read_file, attachment.path)
+        if attachments:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="attachment_not_image",
+                translation_placeholders={"mime_type": attachments[0].mime_type},
+            )
+        return None

@@ -228,6 +228,7 @@ class GeneratedImage:
     size: str | None
     prompt_id: str | None
     timings: dict[str, Any]
+    edit: dict[str, Any] | None = None  # an edit's mode, strength and mask source (None: a generation)
 
     @property
     def width_height(self) -> tuple[int | None, int | None]:
@@ -268,6 +269,7 @@ class Hal0Client:
         path: str,
         *,
         json_body: dict[str, Any] | None = None,
+        form: aiohttp.FormData | None = None,
         auth: bool = False,
         timeout: float = REQUEST_TIMEOUT,
     ) -> Any:
@@ -276,6 +278,7 @@ class Hal0Client:
                 method,
                 self.url(path),
                 json=json_body,
+                data=form,
                 headers=self._headers(auth),
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
@@ -336,11 +339,36 @@ class Hal0Client:
         """``POST /v1/images/generations``; ``extras`` are model, size, n, seed, steps, cfg, negative_prompt."""
         body = {"prompt": prompt, "response_format": response_format}
         body.update({k: v for k, v in extras.items() if v is not None})
-        answer = _obj(
-            await self._request(
-                "POST", "/v1/images/generations", json_body=body, auth=True, timeout=GENERATE_TIMEOUT
-            )
+        answer = await self._request(
+            "POST", "/v1/images/generations", json_body=body, auth=True, timeout=GENERATE_TIMEOUT
         )
+        return self._generated(_obj(answer))
+
+    async def edit_image(
+        self,
+        prompt: str,
+        image: bytes,
+        *,
+        mask: bytes | None = None,
+        response_format: str = "url",
+        **extras: Any,
+    ) -> GeneratedImage:
+        """``POST /v1/images/edits`` (multipart, as OpenAI clients send it); ``extras`` are model, size, n,
+        seed, steps, cfg, negative_prompt and strength. The bridge tells the image's format by its bytes."""
+        form = aiohttp.FormData(default_to_multipart=True)
+        form.add_field("prompt", prompt)
+        form.add_field("response_format", response_format)
+        for key, value in extras.items():
+            if value is not None:
+                form.add_field(key, str(value))
+        form.add_field("image", image, filename="image", content_type="application/octet-stream")
+        if mask is not None:
+            form.add_field("mask", mask, filename="mask.png", content_type="image/png")
+        answer = await self._request("POST", "/v1/images/edits", form=form, auth=True, timeout=GENERATE_TIMEOUT)
+        return self._generated(_obj(answer))
+
+    def _generated(self, answer: dict[str, Any]) -> GeneratedImage:
+        """One image answer (generation or edit), parsed once."""
         items = [d for d in answer.get("data") or [] if isinstance(d, dict)]
         meta = _obj(answer.get("_hal0"))
         # b64_json answers carry no URLs in data; the bridge caches those images too (_hal0.urls)
@@ -352,6 +380,7 @@ class Hal0Client:
         for item in items:
             if isinstance(item.get("b64_json"), str):
                 images.append(base64.b64decode(item["b64_json"]))
+        edit = meta.get("edit")
         return GeneratedImage(
             created=_int(answer.get("created")),
             urls=urls,
@@ -363,6 +392,7 @@ class Hal0Client:
             size=meta.get("size") if isinstance(meta.get("size"), str) else None,
             prompt_id=meta.get("prompt_id") if isinstance(meta.get("prompt_id"), str) else None,
             timings=_obj(meta.get("timings")),
+            edit=edit if isinstance(edit, dict) else None,
         )
 
     async def fetch_image(self, url: str) -> bytes:

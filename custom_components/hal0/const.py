@@ -44,6 +44,11 @@ ATTR_SEED: Final = "seed"
 ATTR_STEPS: Final = "steps"
 ATTR_CFG: Final = "cfg"
 ATTR_NEGATIVE_PROMPT: Final = "negative_prompt"
+ATTR_IMAGE: Final = "image"
+ATTR_STRENGTH: Final = "strength"
+
+# The largest picture an action or AI task reads to send for an edit (the bridge has its own limit).
+MAX_IMAGE_BYTES: Final = 64 * 1024 * 1024
 
 # Home Assistant bus event fired for every bridge event (switch_started, image_generated, ...).
 EVENT_HAL0: Final = "hal0_event"

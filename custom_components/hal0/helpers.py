@@ -1,4 +1,4 @@
-"""Turning client errors into Home Assistant errors, in one place.
+"""Turning client errors into Home Assistant errors, and reading a picture to edit, in one place.
 
 Entity commands and actions are one line each because this decorator does the rest: a lost bridge
 marks the coordinator unavailable, a rejected token starts reauth, and a bridge refusal becomes a
@@ -8,12 +8,15 @@ translated error that carries the bridge's own error code.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, Concatenate
 
+from homeassistant.components import camera, image, media_source
+from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 
 from .api import Hal0ApiError, Hal0AuthError, Hal0ConnectionError, Hal0Error
-from .const import DOMAIN
+from .const import DOMAIN, MAX_IMAGE_BYTES
 from .coordinator import Hal0Coordinator
 from .entity import Hal0Entity
 
@@ -52,3 +55,52 @@ def hal0_exception_handler[_EntityT: Hal0Entity, **_P](
             raise translate_error(err, self.coordinator) from err
 
     return handler
+
+
+def read_file(path: Path) -> bytes:
+    """A local picture's bytes (blocking: run it in the executor), bounded by ``MAX_IMAGE_BYTES``."""
+    try:
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="image_too_large",
+                translation_placeholders={"image": str(path), "max": str(MAX_IMAGE_BYTES)},
+            )
+        return path.read_bytes()
+    except OSError as err:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="image_unreadable",
+            translation_placeholders={"image": str(path), "error": err.strerror or str(err)},
+        ) from err
+
+
+async def async_read_image(hass: HomeAssistant, ref: str) -> bytes:
+    """The picture ``ref`` names: a media source id (cameras and image entities by their snapshot, as
+    ``ai_task`` resolves them; other sources must resolve to a local file) or a path Home Assistant is
+    allowed to read (``allowlist_external_dirs``, the media folders)."""
+    if ref.startswith("media-source://"):
+        for integration in (camera, image):
+            prefix = f"media-source://{integration.DOMAIN}/"
+            if ref.startswith(prefix):
+                snapshot = await integration.async_get_image(hass, ref.removeprefix(prefix))
+                return snapshot.content
+        try:
+            media = await media_source.async_resolve_media(hass, ref, None)
+        except HomeAssistantError as err:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="image_unreadable",
+                translation_placeholders={"image": ref, "error": str(err)},
+            ) from err
+        if media.path is None:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN, translation_key="image_not_local", translation_placeholders={"image": ref}
+            )
+        return await hass.async_add_executor_job(read_file, media.path)
+    path = Path(ref)
+    if not path.is_absolute() or not hass.config.is_allowed_path(str(path)):
+        raise ServiceValidationError(
+            translation_domain=DOMAIN, translation_key="image_not_allowed", translation_placeholders={"image": ref}
+        )
+    return await hass.async_add_executor_job(read_file, path)

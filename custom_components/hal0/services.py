@@ -16,6 +16,7 @@ from .const import (
     ATTR_CFG,
     ATTR_CONFIG_ENTRY_ID,
     ATTR_FORCE,
+    ATTR_IMAGE,
     ATTR_MODE,
     ATTR_MODEL,
     ATTR_N,
@@ -25,13 +26,14 @@ from .const import (
     ATTR_SEED,
     ATTR_SIZE,
     ATTR_STEPS,
+    ATTR_STRENGTH,
     DOMAIN,
     MODES,
     SERVICE_GENERATE_IMAGE,
     SERVICE_SWITCHOVER,
 )
 from .coordinator import Hal0ConfigEntry
-from .helpers import translate_error
+from .helpers import async_read_image, translate_error
 
 SIZE_RE = re.compile(r"^(auto|[1-9][0-9]{1,4}x[1-9][0-9]{1,4})$")
 
@@ -62,6 +64,9 @@ GENERATE_IMAGE_SCHEMA = vol.Schema(
         vol.Optional(ATTR_STEPS): vol.All(vol.Coerce(int), vol.Range(min=1, max=200)),
         vol.Optional(ATTR_CFG): vol.All(vol.Coerce(float), vol.Range(min=0, max=100)),
         vol.Optional(ATTR_NEGATIVE_PROMPT): cv.string,
+        # an edit: the picture (a media source id or a local path HA may read) and how much to repaint
+        vol.Optional(ATTR_IMAGE): vol.All(cv.string, vol.Length(min=1)),
+        vol.Optional(ATTR_STRENGTH): vol.All(vol.Coerce(float), vol.Range(min=0, max=1, min_included=False)),
     }
 )
 
@@ -97,10 +102,20 @@ async def _switchover(call: ServiceCall) -> ServiceResponse:
 
 
 async def _generate_image(call: ServiceCall) -> ServiceResponse:
+    """A generation, or with ``image`` an edit of that picture (``strength``: how much is repainted)."""
     coordinator = _entry(call.hass, call).runtime_data
     extras = {k: call.data.get(k) for k in (ATTR_MODEL, ATTR_SIZE, ATTR_N, ATTR_SEED, ATTR_STEPS, ATTR_CFG, ATTR_NEGATIVE_PROMPT)}
+    ref = call.data.get(ATTR_IMAGE)
+    if ref is None and ATTR_STRENGTH in call.data:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="strength_needs_image")
+    source = await async_read_image(call.hass, ref) if ref is not None else None
     try:
-        result = await coordinator.client.generate_image(call.data[ATTR_PROMPT], **extras)
+        if source is None:
+            result = await coordinator.client.generate_image(call.data[ATTR_PROMPT], **extras)
+        else:
+            result = await coordinator.client.edit_image(
+                call.data[ATTR_PROMPT], source, strength=call.data.get(ATTR_STRENGTH), **extras
+            )
     except Hal0Error as err:
         raise translate_error(err, coordinator) from err
     if result.urls:
@@ -115,6 +130,7 @@ async def _generate_image(call: ServiceCall) -> ServiceResponse:
         "prompt_id": result.prompt_id,
         "timings": result.timings,
         "created": result.created,
+        "edit": result.edit,
     }
 
 

@@ -5,6 +5,8 @@ A fenced block's info string carries a marker after the language:
 - ```` ```sh run ```` / ```` ```python run ````: executed against a real bridge on a default install
   (built-in config, no slots, the ComfyUI stand-in as ComfyUI); ``127.0.0.1:8080`` and
   ``localhost:8080`` are pointed at that bridge. It must exit 0.
+  The working directory holds ``porch.png`` and ``porch-mask.png`` (1024x1024), the pictures the
+  edit examples send.
 - ```` ```json output ```` / ```` ```text output ````: what the run block just before it prints.
   JSON is compared value by value (several documents in a row are several answers), except for
   values that differ on every run (``VOLATILE`` keys); ``…`` in text matches anything.
@@ -35,6 +37,7 @@ from hal0_bridge.config import build, unknown_keys
 
 from tests.support.comfyui_standin import ComfyStandIn
 from tests.support.fake_llama import free_port
+from tests.support.pictures import mask, picture
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -157,6 +160,8 @@ async def default_install(tmp_path: Path, standin: ComfyStandIn) -> Any:
 
 
 async def run(block: Block, port: int, cwd: Path) -> str:
+    (cwd / "porch.png").write_bytes(picture(1024, 1024))
+    (cwd / "porch-mask.png").write_bytes(mask(1024, 1024))
     code = block.body.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace("localhost:8080", f"127.0.0.1:{port}")
     argv = ["bash", "-eu", "-c", code] if block.language in ("sh", "bash") else [sys.executable, "-c", code]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

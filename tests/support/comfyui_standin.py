@@ -225,8 +225,8 @@ def _source_node(name: str, display_name: str, category: str, required: dict[str
 
 # Classes the two object_info captures do not include, from ComfyUI's nodes.py (INPUT_TYPES,
 # RETURN_TYPES, CATEGORY and NODE_DISPLAY_NAME_MAPPINGS of VAEEncodeForInpaint, SetLatentNoiseMask,
-# LoadImageMask; see STANDIN-NOTES.md for the versions read). All three exist in the recorded server
-# (object_info_node_names.json).
+# LoadImageMask, RepeatLatentBatch; see STANDIN-NOTES.md for the versions read). All four exist in the
+# recorded server (object_info_node_names.json).
 SOURCE_NODES: dict[str, dict] = {
     "VAEEncodeForInpaint": _source_node(
         "VAEEncodeForInpaint", "VAE Encode (for Inpainting)", "latent/inpaint",
@@ -241,6 +241,10 @@ SOURCE_NODES: dict[str, dict] = {
     "LoadImageMask": _source_node(
         "LoadImageMask", "Load Image (as Mask)", "mask",
         {"image": [[], {"image_upload": True}], "channel": [["alpha", "red", "green", "blue"]]}, ["MASK"],
+    ),
+    "RepeatLatentBatch": _source_node(
+        "RepeatLatentBatch", "Repeat Latent Batch", "latent/batch",
+        {"samples": ["LATENT"], "amount": ["INT", {"default": 1, "min": 1, "max": 64}]}, ["LATENT"],
     ),
 }  # fmt: skip
 
@@ -1384,6 +1388,14 @@ async def _run_set_latent_noise_mask(ex: Executor, node_id: str, inputs: dict) -
     return (dataclasses.replace(latent, noise_mask=mask.pixels if mask.pixels is not None else media.empty_mask()),), None
 
 
+async def _run_repeat_latent_batch(ex: Executor, node_id: str, inputs: dict) -> tuple[tuple, dict | None]:
+    """nodes.RepeatLatentBatch: the batch repeated ``amount`` times; a one-image noise_mask stays as it is
+    (the sampler broadcasts it over the batch)."""
+    await ex.node_work()
+    latent: Latent = inputs["samples"]
+    return (dataclasses.replace(latent, batch=latent.batch * int(inputs["amount"])),), None
+
+
 def _scaled(width: int, height: int, new_w: int, new_h: int) -> tuple[int, int]:
     """ImageScale/LatentUpscale: a 0 side keeps the aspect ratio."""
     if new_w == 0 and new_h == 0:
@@ -1505,6 +1517,7 @@ NODE_BEHAVIOURS: dict[str, Callable] = {
     "VAEEncode": _run_vae_encode,
     "VAEEncodeForInpaint": _run_vae_encode_for_inpaint,
     "SetLatentNoiseMask": _run_set_latent_noise_mask,
+    "RepeatLatentBatch": _run_repeat_latent_batch,
     "ImageScale": _run_image_scale,
     "ImageScaleBy": _run_image_scale_by,
     "LatentUpscale": _run_latent_upscale,

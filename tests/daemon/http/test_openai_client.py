@@ -12,8 +12,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 from hal0_bridge.app import create_app
 from openai import AsyncOpenAI
+from openai.types import (
+    ImageEditCompletedEvent,
+    ImageEditPartialImageEvent,
+    ImageGenCompletedEvent,
+    ImageGenPartialImageEvent,
+)
 
 from tests.support.comfyui_standin import ComfyStandIn
+from tests.support.pictures import decode, mask, picture
 from tests.support.png import png_size
 
 TOKEN = "test-token-0123456789"
@@ -84,3 +91,69 @@ async def test_wrong_key_is_an_authentication_error(aiohttp_client: Any, bridge_
 async def test_models_list(client: AsyncOpenAI) -> None:
     models = [m.id async for m in client.models.list()]
     assert sorted(models) == ["sd-1.5-pruned-emaonly", "sdxl-turbo"]
+
+
+# --- edits and streams, as the openai client does them ------------------------------------------
+
+
+async def test_edit_with_image_and_mask(client: AsyncOpenAI, standin: ComfyStandIn) -> None:
+    result = await client.images.edit(
+        image=("photo.png", picture(256, 256), "image/png"),
+        mask=("mask.png", mask(256, 256), "image/png"),
+        prompt="a red door",
+        model="sdxl-turbo",
+        response_format="b64_json",
+        extra_body={"strength": 0.6, "seed": 11},
+    )
+    assert decode(base64.b64decode(result.data[0].b64_json or "")).size == (256, 256)
+    hal0 = (result.model_extra or {})["_hal0"]
+    assert (hal0["edit"]["mode"], hal0["edit"]["strength"], hal0["seed"]) == ("inpaint", 0.6, 11)
+    assert standin.counters.uploads == 2
+
+
+async def test_edit_of_a_jpeg_file_object_returns_a_url(client: AsyncOpenAI, tmp_path: Any) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(picture(192, 128, fmt="JPEG"))
+    with path.open("rb") as fh:
+        result = await client.images.edit(image=fh, prompt="autumn", size="128x128", output_format="webp")
+    assert result.data[0].url and urlsplit(result.data[0].url).path.endswith(".webp")
+
+
+async def test_a_bad_mask_reaches_the_client_as_its_error(client: AsyncOpenAI, standin: ComfyStandIn) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as info:
+        await client.images.edit(image=picture(256, 256), mask=mask(128, 128), prompt="x")
+    assert info.value.code == "image.invalid_mask" and info.value.param == "mask"
+    assert standin.counters.uploads == 0
+
+
+async def test_streamed_generation_with_two_partial_images(client: AsyncOpenAI, standin: ComfyStandIn) -> None:
+    standin.settings.preview_method = "latent2rgb"
+    stream = await client.images.generate(
+        model="sd-1.5-pruned-emaonly", prompt="a lighthouse", size="128x128", stream=True, partial_images=2
+    )
+    events = [event async for event in stream]
+    assert [type(e) for e in events] == [ImageGenPartialImageEvent, ImageGenPartialImageEvent, ImageGenCompletedEvent]
+    assert [e.partial_image_index for e in events[:2]] == [0, 1]  # type: ignore[union-attr]
+    final = events[-1]
+    assert isinstance(final, ImageGenCompletedEvent) and final.output_format == "png" and final.size == "128x128"
+    assert decode(base64.b64decode(final.b64_json)).size == (128, 128)
+    assert (final.model_extra or {})["_hal0"]["model"] == "sd-1.5-pruned-emaonly"
+
+
+async def test_streamed_edit(client: AsyncOpenAI, standin: ComfyStandIn) -> None:
+    standin.settings.preview_method = "latent2rgb"
+    stream = await client.images.edit(image=picture(128, 128), prompt="x", stream=True, partial_images=1)
+    events = [event async for event in stream]
+    assert [type(e) for e in events] == [ImageEditPartialImageEvent, ImageEditCompletedEvent]
+
+
+async def test_a_stream_failing_midway_raises_in_the_client(client: AsyncOpenAI, standin: ComfyStandIn) -> None:
+    standin.settings.preview_method = "latent2rgb"
+    standin.settings.fail_next_prompts = 1
+    stream = await client.images.generate(model="sd15", prompt="x", size="64x64", stream=True, partial_images=1)
+    seen = []
+    with pytest.raises(openai.APIError) as info:
+        async for event in stream:
+            seen.append(event.type)
+    assert seen == ["image_generation.partial_image"]
+    assert info.value.body["code"] == "image.upstream_failed"  # type: ignore[index]

@@ -204,14 +204,18 @@ EXPECTED_ACCESS = {
     ("GET", "/"): Access.OPEN,
     ("GET", "/ui/{name}"): Access.OPEN,
     ("GET", "/metrics"): Access.OPEN,
+    ("GET", "/comfyui"): Access.BROWSER,
+    **{(method, "/comfyui/{path}"): Access.BROWSER for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
 }  # every other route: the token (DESIGN §8 "Trust model")
+ACCEPTS = {"/v1/images/edits": ["multipart/form-data"], "/comfyui/{path}": ["*/*"]}  # others: JSON
 
 
 async def test_security_is_each_routes_policy(aiohttp_client: Any, bridge_config: Any) -> None:
     api = await aiohttp_client(create_app(bridge_config(server={"token": TOKEN})))
     doc = await fetch_doc(api)
     policies = route_policies(api.app)
-    schemes = {"bearer": {"bearer": []}, "signed": {"signedUrl": []}, "query": {"tokenQuery": []}}
+    schemes = {"bearer": {"bearer": []}, "signed": {"signedUrl": []}, "query": {"tokenQuery": []},
+               "cookie": {"sessionCookie": []}}  # fmt: skip
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
             access = policies[(method.upper(), path)].access
@@ -221,16 +225,19 @@ async def test_security_is_each_routes_policy(aiohttp_client: Any, bridge_config
                 Access.TOKEN: [schemes["bearer"]],
                 Access.SIGNED: [schemes["bearer"], schemes["signed"]],
                 Access.TOKEN_QUERY: [schemes["bearer"], schemes["query"]],
+                Access.BROWSER: [schemes["bearer"], schemes["cookie"]],
             }[access]
             assert op["security"] == expected, (method, path)
             assert ("401" in op["responses"]) == (access is not Access.OPEN), (method, path)
             for scheme in op["security"]:
                 for name in scheme:
                     declared = doc["components"]["securitySchemes"][name]
-                    if declared["type"] == "apiKey":  # the query credential is also a listed parameter
+                    if declared["type"] == "apiKey" and declared["in"] == "query":  # also a listed parameter
                         assert declared["name"] in {p["name"] for p in op["parameters"] if p["in"] == "query"}
-            if method == "post":
-                assert "415" in op["responses"] and op["x-accepts"] == ["application/json"], path
+            if method in ("post", "put", "patch", "delete"):
+                accepts = list(policies[(method.upper(), path)].accepts)
+                assert "415" in op["responses"] and op["x-accepts"] == accepts, path
+                assert accepts == ACCEPTS.get(path, ["application/json"]), path
 
 
 async def test_without_a_token_bearer_is_optional(api: TestClient) -> None:

@@ -204,7 +204,7 @@ def test_integer_cfg_is_rendered_as_a_float(renderer: WorkflowRenderer) -> None:
 def test_build_params_defines_exactly_the_documented_variables() -> None:
     assert set(params()) == {
         "prompt", "negative_prompt", "seed", "steps", "cfg", "sampler", "scheduler",
-        "width", "height", "batch_size", "checkpoint", "filename_prefix", "model",
+        "width", "height", "batch_size", "checkpoint", "filename_prefix", "model", "image", "mask", "denoise",
     }  # fmt: skip
 
 
