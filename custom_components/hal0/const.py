@@ -22,6 +22,11 @@ REQUEST_TIMEOUT: Final = 10.0
 # Opening the event stream; reading it may pause as long as the bridge sends no `: ping`.
 STREAM_CONNECT_TIMEOUT: Final = 10.0
 STREAM_READ_TIMEOUT: Final = 90.0
+# A stream that ends sooner than this (seconds) after it opened counts as failed: the next try
+# waits one poll, then two, four, ... up to STREAM_BACKOFF_MAX_POLLS (32 polls = 5 min 20 s);
+# polling keeps the entities fresh meanwhile.
+STREAM_STABLE_AFTER: Final = 60.0
+STREAM_BACKOFF_MAX_POLLS: Final = 32
 # An image request may first switch the GPU to generation, then render (bridge render_timeout 300 s).
 GENERATE_TIMEOUT: Final = 900.0
 

@@ -21,7 +21,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
 from .api import BridgeInfo, Hal0AuthError, Hal0Client, Hal0Error, SseEvent, Status
-from .const import DOMAIN, EVENT_HAL0, LOGGER, POLL_INTERVAL
+from .const import DOMAIN, EVENT_HAL0, LOGGER, POLL_INTERVAL, STREAM_BACKOFF_MAX_POLLS, STREAM_STABLE_AFTER
 
 type Hal0ConfigEntry = ConfigEntry[Hal0Coordinator]
 
@@ -55,6 +55,9 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
         # False only during the poll right after the stream broke, so a bridge whose stream fails at
         # once is retried at the polling pace, not in a tight loop.
         self._resume_stream = True
+        # streams that ended soon after they opened, in a row, and the polls to wait before the next
+        self._stream_failures = 0
+        self._polls_before_stream = 0
         super().__init__(hass, LOGGER, config_entry=entry, name=DOMAIN, update_interval=POLL_INTERVAL)
 
     @property
@@ -88,7 +91,7 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
             raise UpdateFailed(
                 translation_domain=DOMAIN, translation_key="cannot_connect", translation_placeholders={"error": str(err)}
             ) from err
-        if self._stream_task is None and self._resume_stream:
+        if self._stream_due():
             self._start_stream()
         return status
 
@@ -98,8 +101,23 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
             self.hass, self._follow_stream(), f"{DOMAIN} {self.config_entry.title} events"
         )
 
+    def _stream_due(self) -> bool:
+        """Whether this successful poll starts the stream (not while backing off after quick failures)."""
+        if self._stream_task is not None or not self._resume_stream:
+            return False
+        if self._polls_before_stream > 0:
+            self._polls_before_stream -= 1
+            return False
+        return True
+
     async def _follow_stream(self) -> None:
-        """Follow the event stream until it ends, then fall back to polling at once."""
+        """Follow the event stream until it ends, then fall back to polling at once.
+
+        Whatever ends the stream -- the bridge going away, garbage on the wire, a bug in a parser --
+        the ``finally`` puts polling back, so the entry can never be left frozen with push off and
+        nothing polling. A stream that fails soon after it opened is retried with backoff.
+        """
+        started = time.monotonic()
         try:
             async for event in self.client.events():
                 if self.update_interval is not None:
@@ -108,8 +126,14 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
                 self._handle_event(event)
         except Hal0Error as err:
             LOGGER.debug("Event stream of %s broke: %s", self.config_entry.title, err)
-        self._stream_task = None
-        self.update_interval = POLL_INTERVAL
+        except Exception:  # noqa: BLE001 - a bug or an unexpected error type must not freeze the entry
+            log = LOGGER.warning if self._stream_failures == 0 else LOGGER.debug
+            log("Event stream of %s failed; polling instead", self.config_entry.title, exc_info=True)
+        finally:
+            if self._stream_task is asyncio.current_task():
+                self._stream_task = None
+            self.update_interval = POLL_INTERVAL
+            self._note_stream_end(time.monotonic() - started)
         if self.hass.is_stopping:
             return
         # Poll now: if the bridge is gone the entities go unavailable (with one log line).
@@ -118,6 +142,15 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
             await self.async_refresh()
         finally:
             self._resume_stream = True
+
+    def _note_stream_end(self, lasted: float) -> None:
+        """Back off after streams that end quickly: the n-th quick failure in a row waits for
+        2**(n-1) polls (capped); a stream that ran for a while is retried at the next poll."""
+        if lasted >= STREAM_STABLE_AFTER:
+            self._stream_failures = 0
+        else:
+            self._stream_failures += 1
+        self._polls_before_stream = min(2 ** max(self._stream_failures - 1, 0), STREAM_BACKOFF_MAX_POLLS) - 1
 
     @callback
     def _handle_event(self, event: SseEvent) -> None:
