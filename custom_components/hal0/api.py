@@ -385,7 +385,8 @@ class Hal0Client:
             ) as resp:
                 if resp.status != 200:
                     raise Hal0ConnectionError(f"/api/events answered HTTP {resp.status}")
-                event, data_lines = "message", []
+                event = "message"
+                data_lines: list[str] = []
                 async for raw in resp.content:
                     line = raw.decode("utf-8", "replace").rstrip("\r\n")
                     if not line:

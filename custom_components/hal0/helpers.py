@@ -45,7 +45,7 @@ def hal0_exception_handler[_EntityT: Hal0Entity, **_P](
 ) -> Callable[Concatenate[_EntityT, _P], Coroutine[Any, Any, None]]:
     """Decorate entity commands: client errors become translated HomeAssistantErrors."""
 
-    async def handler(self: _EntityT, *args: _P.args, **kwargs: _P.kwargs) -> None:
+    async def handler(self: _EntityT, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
         try:
             await func(self, *args, **kwargs)
         except Hal0Error as err:

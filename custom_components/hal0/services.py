@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import voluptuous as vol
 
@@ -98,7 +99,7 @@ async def _switchover(call: ServiceCall) -> ServiceResponse:
 
 async def _generate_image(call: ServiceCall) -> ServiceResponse:
     coordinator = _entry(call.hass, call).runtime_data
-    extras = {k: call.data.get(k) for k in (ATTR_MODEL, ATTR_SIZE, ATTR_N, ATTR_SEED, ATTR_STEPS, ATTR_CFG, ATTR_NEGATIVE_PROMPT)}
+    extras: dict[str, Any] = {k: call.data.get(k) for k in (ATTR_MODEL, ATTR_SIZE, ATTR_N, ATTR_SEED, ATTR_STEPS, ATTR_CFG, ATTR_NEGATIVE_PROMPT)}
     try:
         result = await coordinator.client.generate_image(call.data[ATTR_PROMPT], **extras)
     except Hal0Error as err:
