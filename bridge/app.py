@@ -26,10 +26,12 @@ from .gpu.slots.manager import SlotManager
 from .http import cache as cache_routes
 from .http import control, events, openai, openapi
 from .http.server import BRIDGE_KEY, make_app
+from .identity import Identity, resolve
 from .images.cache import ImageCache
 from .images.catalogue import Catalogue
 from .images.service import ImageService
 from .images.workflows import WorkflowRenderer
+from .mqtt.setting import DiscoverySetting
 from .status import StatusHub
 
 if TYPE_CHECKING:
@@ -68,9 +70,14 @@ class Bridge:
         self.mqtt = None  # created in start() when [mqtt] host is set
         self.images: ImageService | None = None
         self.commands: Commands | None = None
+        self.identity: Identity | None = None
+        self.discovery = DiscoverySetting(config.mqtt.discovery, config.server.state_dir)
         self._gate: GpuGate = DirectGate()
 
     async def start(self) -> None:
+        # first, before anything writes to state_dir: a first start is told from an upgrade by it
+        self.identity = await asyncio.to_thread(resolve, self.config.node_id, self.config.server)
+        self.config = self.config.with_node_id(self.identity.node_id)
         await self.cache.open()
         if self.config.img_slot is not None:
             self.session = aiohttp.ClientSession()
@@ -82,7 +89,16 @@ class Bridge:
             # Nothing to arbitrate: ComfyUI is the only GPU user (docs/decisions.md).
             self.hub.update(mode="generation")
         self.images = ImageService(self.config, self.hub, self.renderer, self.comfy, self.cache, self._gate)
-        self.commands = Commands(self.config, self.hub, self.catalogue, self.images, self.comfy, self.arbiter)
+        self.commands = Commands(
+            self.config,
+            self.hub,
+            self.catalogue,
+            self.images,
+            self.comfy,
+            self.arbiter,
+            identity=self.identity,
+            discovery=self.discovery,
+        )
         await self.comfy.start()
         if self.slots is not None and self.arbiter is not None:
             await self.slots.start()
@@ -90,7 +106,8 @@ class Bridge:
         if self.config.mqtt.enabled:
             from .mqtt.bridge import MqttBridge  # paho is only imported when MQTT is on
 
-            self.mqtt = MqttBridge(self.config, self.hub, self.commands)
+            await self.discovery.load()
+            self.mqtt = MqttBridge(self.config, self.hub, self.commands, discovery=self.discovery)
             await self.mqtt.start()
 
     async def stop(self) -> None:

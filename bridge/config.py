@@ -10,9 +10,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import socket
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +41,6 @@ def _positive_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise vol.Invalid("expected a positive number")
     return float(value)
-
-
-def _default_node_id() -> str:
-    node = re.sub(r"[^a-z0-9_-]+", "_", socket.gethostname().lower()).strip("_")
-    return node or "hal0"
 
 
 _Int = vol.All(int, vol.Range(min=0))
@@ -385,7 +379,11 @@ class Config:
 
     @property
     def node_id(self) -> str:
+        """``[mqtt] node_id``; empty until start-up resolved it (:meth:`with_node_id`)."""
         return self.mqtt.node_id
+
+    def with_node_id(self, node_id: str) -> Config:
+        return replace(self, mqtt=replace(self.mqtt, node_id=node_id))
 
     @property
     def img_slot(self) -> SlotConfig | None:
@@ -457,7 +455,8 @@ def build(raw: dict[str, Any]) -> Config:
         }
     )
     mq = data["mqtt"]
-    mqtt = MqttConfig(**{**_fields(MqttConfig, mq), "node_id": mq["node_id"] or _default_node_id()})
+    # an empty node_id is resolved at start-up from state_dir (bridge/identity.py)
+    mqtt = MqttConfig(**_fields(MqttConfig, mq))
     slots = {
         name: SlotConfig(
             **{

@@ -55,6 +55,10 @@ PINNED = _c("comfyui.pinned", 409, "conflict_error")
 ARBITER_UNAVAILABLE = _c("comfyui.arbiter_unavailable", 503, "server_error")
 SWITCH_FAILED = _c("comfyui.switch_failed", 503, "server_error", retry_after=10)
 
+# MQTT settings changed through the API
+INVALID_DISCOVERY = _c("mqtt.invalid_discovery", 422)
+MQTT_DISABLED = _c("mqtt.disabled", 409, "conflict_error")
+
 
 class ApiError(Exception):
     """An answer in the documented error envelope.

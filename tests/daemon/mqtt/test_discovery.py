@@ -232,3 +232,99 @@ async def test_discovery_is_published_again_when_home_assistant_comes_online(bro
     finally:
         await bridge.stop()
     assert msg.json()["device"]["identifiers"] == [f"hal0_bridge_{NODE}"]
+
+
+# --------------------------------------------------------------------------- turned off through the API
+
+TOKEN = "discovery-test-token-0123"
+
+
+def _app_config(broker: Mosquitto, state_dir: Path, *, discovery_on: bool = True) -> Any:
+    return build(
+        {
+            "server": {"token": TOKEN, "state_dir": str(state_dir)},
+            "comfyui": {"url": "http://127.0.0.1:9", "probe_interval": 5.0},
+            "mqtt": {"host": broker.host, "port": broker.port, "node_id": NODE, "discovery": discovery_on},
+        }
+    )
+
+
+async def _connected_app(aiohttp_client: Any, config: Any) -> Any:
+    from hal0_bridge.app import create_app
+    from hal0_bridge.http.server import BRIDGE_KEY
+
+    api = await aiohttp_client(create_app(config))
+    await asyncio.wait_for(api.app[BRIDGE_KEY].mqtt.wait_connected(), CONNECT_TIMEOUT)
+    return api
+
+
+async def test_the_api_turns_discovery_off_and_a_restart_keeps_it_off(
+    aiohttp_client: Any, broker: Mosquitto, probe: MqttProbe, tmp_path: Path
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    api = await _connected_app(aiohttp_client, _app_config(broker, tmp_path / "state"))
+    await probe.wait_for(T.discovery, lambda m: m.payload != b"")
+
+    answer = await api.post("/api/mqtt/discovery", json={"enabled": False}, headers=auth)
+
+    assert answer.status == 200
+    assert await answer.json() == {"enabled": False, "source": "api"}
+    removed = await probe.wait_for(T.discovery, lambda m: m.payload == b"")
+    assert removed.retain
+    info = await (await api.get("/api/info")).json()
+    assert info["mqtt"]["discovery"] is False
+    await api.close()
+
+    # the config file still says discovery = true; the choice made through the API wins
+    probe.clear()
+    again = await _connected_app(aiohttp_client, _app_config(broker, tmp_path / "state"))
+    msg = await probe.wait_for(T.discovery)
+    assert msg.payload == b""
+    assert (await (await again.get("/api/info")).json())["mqtt"]["discovery"] is False
+
+
+async def test_the_api_turns_discovery_back_on(
+    aiohttp_client: Any, broker: Mosquitto, probe: MqttProbe, tmp_path: Path
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    api = await _connected_app(aiohttp_client, _app_config(broker, tmp_path / "state", discovery_on=False))
+    await probe.wait_for(T.discovery, lambda m: m.payload == b"")
+
+    answer = await api.post("/api/mqtt/discovery", json={"enabled": True}, headers=auth)
+
+    assert await answer.json() == {"enabled": True, "source": "api"}
+    msg = await probe.wait_for(T.discovery, lambda m: m.payload != b"")
+    assert msg.json()["device"]["identifiers"] == [f"hal0_bridge_{NODE}"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        ({"enabled": False}, {}, 401, "auth.unauthorized"),
+        ({"enabled": "no"}, {"Authorization": f"Bearer {TOKEN}"}, 422, "mqtt.invalid_discovery"),
+        ({"enabled": False, "extra": 1}, {"Authorization": f"Bearer {TOKEN}"}, 422, "mqtt.invalid_discovery"),
+        ([], {"Authorization": f"Bearer {TOKEN}"}, 422, "mqtt.invalid_discovery"),
+    ],
+)
+async def test_the_discovery_route_refuses_bad_requests(
+    aiohttp_client: Any, broker: Mosquitto, tmp_path: Path, body: Any, headers: dict[str, str], status: int, code: str
+) -> None:
+    api = await _connected_app(aiohttp_client, _app_config(broker, tmp_path / "state"))
+
+    answer = await api.post("/api/mqtt/discovery", json=body, headers=headers)
+
+    assert answer.status == status
+    assert (await answer.json())["error"]["code"] == code
+    assert not (tmp_path / "state" / "mqtt_discovery.json").exists()
+
+
+async def test_the_discovery_route_says_so_when_mqtt_is_off(aiohttp_client: Any, tmp_path: Path) -> None:
+    from hal0_bridge.app import create_app
+
+    config = build({"server": {"token": TOKEN, "state_dir": str(tmp_path)}, "comfyui": {"url": "http://127.0.0.1:9"}})
+    api = await aiohttp_client(create_app(config))
+
+    answer = await api.post("/api/mqtt/discovery", json={"enabled": False}, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert answer.status == 409
+    assert (await answer.json())["error"]["code"] == "mqtt.disabled"
