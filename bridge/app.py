@@ -25,6 +25,7 @@ from .gpu.memory import sysfs_gtt
 from .gpu.slots.manager import SlotManager
 from .http import cache as cache_routes
 from .http import control, events, openai, openapi
+from .http.mdns import MdnsAnnouncer, announce_enabled
 from .http.server import BRIDGE_KEY, make_app
 from .identity import Identity, resolve
 from .images.cache import ImageCache
@@ -71,13 +72,14 @@ class Bridge:
         self.images: ImageService | None = None
         self.commands: Commands | None = None
         self.identity: Identity | None = None
+        self.mdns: MdnsAnnouncer | None = None
         self.discovery = DiscoverySetting(config.mqtt.discovery, config.server.state_dir)
         self._gate: GpuGate = DirectGate()
 
     async def start(self) -> None:
         # first, before anything writes to state_dir: a first start is told from an upgrade by it
-        self.identity = await asyncio.to_thread(resolve, self.config.node_id, self.config.server)
-        self.config = self.config.with_node_id(self.identity.node_id)
+        identity = self.identity = await asyncio.to_thread(resolve, self.config.node_id, self.config.server)
+        self.config = self.config.with_node_id(identity.node_id)
         await self.cache.open()
         if self.config.img_slot is not None:
             self.session = aiohttp.ClientSession()
@@ -109,8 +111,17 @@ class Bridge:
             await self.discovery.load()
             self.mqtt = MqttBridge(self.config, self.hub, self.commands, discovery=self.discovery)
             await self.mqtt.start()
+        if announce_enabled(self.config.server):
+            if self.config.server.port:
+                self.mdns = MdnsAnnouncer(self.config.server, identity)
+                await self.mdns.start()
+            else:
+                _LOGGER.warning("zeroconf: server.port is 0 (a random port), so the API is not announced")
 
     async def stop(self) -> None:
+        if self.mdns is not None:  # first: the goodbye goes out while the API still answers
+            await self.mdns.stop()
+            self.mdns = None
         if self.mqtt is not None:
             await self.mqtt.stop()
         if self.arbiter is not None:
