@@ -79,6 +79,8 @@ class Status:
     idle_restore_at: float | None = None
     slots: tuple[SlotStatus, ...] = ()
     updated_at: float = field(default_factory=time.time)
+    # idle-restore switches that failed in a row (0 after any successful switch to inference)
+    idle_restore_failures: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

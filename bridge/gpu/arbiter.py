@@ -53,6 +53,7 @@ class Arbiter:
         self._mode: Mode = "inference"
         self._switch: Switch | None = None
         self._last: Switch | None = None
+        self._idle_failures = 0  # idle-restore switches that failed in a row (status: idle_restore_failures)
         self._active_images = 0
         self._activity_saved_at = 0.0
         self._idle = IdleRestore(self, hub, config.image.idle_restore_minutes * 60.0, config.comfyui.probe_interval)
@@ -272,7 +273,11 @@ class Arbiter:
             sw.finished_at = time.time()
             self._switch = None
             self._last = sw
-            self._hub.update(switchover=sw.view())
+            if sw.trigger == "idle" and sw.error:
+                self._idle_failures += 1
+            elif sw.target == "inference" and not sw.error:
+                self._idle_failures = 0  # back in inference, however it got there
+            self._hub.update(switchover=sw.view(), idle_restore_failures=self._idle_failures)
             event = "switch_failed" if sw.error else "switch_finished"
             self._hub.emit(
                 event,

@@ -17,6 +17,7 @@ from .const import DOMAIN
 from .coordinator import Hal0ConfigEntry
 from .entity import Hal0Entity
 from .helpers import translate_error
+from .options import generation_defaults
 
 PARALLEL_UPDATES = 0
 
@@ -32,7 +33,8 @@ async def async_setup_entry(
 
 
 class Hal0AITaskEntity(Hal0Entity, ai_task.AITaskEntity):
-    """Generates images with the bridge's default model (the bridge switches the GPU as needed)."""
+    """Generates images with the entry's image options (else the bridge's defaults); the bridge switches
+    the GPU as needed."""
 
     _attr_supported_features = ai_task.AITaskEntityFeature.GENERATE_IMAGE
 
@@ -40,7 +42,11 @@ class Hal0AITaskEntity(Hal0Entity, ai_task.AITaskEntity):
         self, task: ai_task.GenImageTask, chat_log: conversation.ChatLog
     ) -> ai_task.GenImageTaskResult:
         try:
-            result = await self.coordinator.client.generate_image(task.instructions, response_format="b64_json")
+            result = await self.coordinator.client.generate_image(
+                task.instructions,
+                response_format="b64_json",
+                **generation_defaults(self.coordinator.config_entry.options),
+            )
         except Hal0Error as err:
             raise translate_error(err, self.coordinator) from err
         if not result.images:

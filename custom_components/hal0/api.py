@@ -130,6 +130,7 @@ class Status:
     idle_restore_at: float | None = None
     slots: tuple[Slot, ...] = ()
     updated_at: float | None = None
+    idle_restore_failures: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Status:
@@ -179,6 +180,7 @@ class Status:
             idle_restore_at=_float(data.get("idle_restore_at")),
             slots=slots,
             updated_at=_float(data.get("updated_at")),
+            idle_restore_failures=_int(data.get("idle_restore_failures")) or 0,
         )
 
 
@@ -192,6 +194,17 @@ class BridgeInfo:
     models: tuple[str, ...]
     capabilities: tuple[str, ...]
     name: str = "hal0-bridge"
+    # API version 1 bridges sent none of these: they read as version 1, named by node_id, no discovery
+    api_version: int = 1
+    hostname: str | None = None
+    auth_required: bool = True
+    mqtt_enabled: bool = False
+    mqtt_discovery: bool = False
+
+    @property
+    def display_name(self) -> str:
+        """The hostname when the bridge says it (names only; ``node_id`` identifies)."""
+        return self.hostname or self.node_id
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BridgeInfo:
@@ -206,6 +219,11 @@ class BridgeInfo:
             ),
             capabilities=tuple(str(c) for c in data.get("capabilities") or []),
             name=data["name"],
+            api_version=_int(data.get("api_version")) or 1,
+            hostname=data["hostname"] if isinstance(data.get("hostname"), str) and data["hostname"] else None,
+            auth_required=data.get("auth_required") is not False,
+            mqtt_enabled=_obj(data.get("mqtt")).get("enabled") is True,
+            mqtt_discovery=_obj(data.get("mqtt")).get("discovery") is True,
         )
 
 
@@ -321,6 +339,10 @@ class Hal0Client:
 
     async def set_pin(self, pinned: bool) -> dict[str, Any]:
         return _obj(await self._request("POST", "/api/comfyui/pin", json_body={"pinned": pinned}, auth=True))
+
+    async def set_mqtt_discovery(self, enabled: bool) -> dict[str, Any]:
+        """``POST /api/mqtt/discovery`` (API version 2): the bridge's own HA MQTT discovery on/off."""
+        return _obj(await self._request("POST", "/api/mqtt/discovery", json_body={"enabled": enabled}, auth=True))
 
     async def cancel(self) -> dict[str, Any]:
         return _obj(await self._request("POST", "/api/comfyui/cancel", json_body={}, auth=True))

@@ -22,6 +22,7 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, Upda
 
 from .api import BridgeInfo, Hal0AuthError, Hal0Client, Hal0Error, SseEvent, Status
 from .const import DOMAIN, EVENT_HAL0, LOGGER, POLL_INTERVAL, STREAM_BACKOFF_MAX_POLLS, STREAM_STABLE_AFTER
+from .repairs import async_check_bridge, async_check_status
 
 type Hal0ConfigEntry = ConfigEntry[Hal0Coordinator]
 
@@ -82,6 +83,13 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
                 translation_key="node_mismatch",
                 translation_placeholders={"expected": str(self.config_entry.unique_id), "actual": self.info.node_id},
             )
+        if not async_check_bridge(self.hass, self.config_entry.entry_id, self.config_entry.title, self.info):
+            # retried with backoff: once the bridge is updated, the entry loads by itself
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="api_too_old",
+                translation_placeholders={"version": str(self.info.api_version)},
+            )
 
     async def _async_update_data(self) -> Status:
         """One poll; a successful poll while the stream is down starts the stream again."""
@@ -93,6 +101,7 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
             ) from err
         if self._stream_due():
             self._start_stream()
+        async_check_status(self.hass, self.config_entry.entry_id, self.config_entry.title, status)
         return status
 
     @callback
@@ -155,7 +164,9 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
     @callback
     def _handle_event(self, event: SseEvent) -> None:
         if event.event == "status":
-            self.async_set_updated_data(Status.from_dict(event.data))
+            status = Status.from_dict(event.data)
+            async_check_status(self.hass, self.config_entry.entry_id, self.config_entry.title, status)
+            self.async_set_updated_data(status)
             return
         if event.event == "image_generated":
             urls = [u for u in event.data.get("urls") or [] if isinstance(u, str)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import voluptuous as vol
@@ -33,15 +32,7 @@ from .const import (
 )
 from .coordinator import Hal0ConfigEntry
 from .helpers import translate_error
-
-SIZE_RE = re.compile(r"^(auto|[1-9][0-9]{1,4}x[1-9][0-9]{1,4})$")
-
-
-def _size(value: object) -> str:
-    if not isinstance(value, str) or not SIZE_RE.match(value):
-        raise vol.Invalid("expected WIDTHxHEIGHT (e.g. 1024x1024) or auto")
-    return value
-
+from .options import generation_defaults, valid_size
 
 SWITCHOVER_SCHEMA = vol.Schema(
     {
@@ -57,7 +48,7 @@ GENERATE_IMAGE_SCHEMA = vol.Schema(
         vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
         vol.Required(ATTR_PROMPT): vol.All(cv.string, vol.Length(min=1)),
         vol.Optional(ATTR_MODEL): cv.string,
-        vol.Optional(ATTR_SIZE): _size,
+        vol.Optional(ATTR_SIZE): valid_size,
         vol.Optional(ATTR_N): vol.All(vol.Coerce(int), vol.Range(min=1, max=64)),
         vol.Optional(ATTR_SEED): vol.All(vol.Coerce(int), vol.Range(min=0)),
         vol.Optional(ATTR_STEPS): vol.All(vol.Coerce(int), vol.Range(min=1, max=200)),
@@ -99,7 +90,13 @@ async def _switchover(call: ServiceCall) -> ServiceResponse:
 
 async def _generate_image(call: ServiceCall) -> ServiceResponse:
     coordinator = _entry(call.hass, call).runtime_data
-    extras: dict[str, Any] = {k: call.data.get(k) for k in (ATTR_MODEL, ATTR_SIZE, ATTR_N, ATTR_SEED, ATTR_STEPS, ATTR_CFG, ATTR_NEGATIVE_PROMPT)}
+    # what the call names wins; the entry's options fill in the rest (then the bridge's defaults)
+    extras: dict[str, Any] = generation_defaults(coordinator.config_entry.options, call.data.get(ATTR_MODEL))
+    extras.update(
+        (k, call.data[k])
+        for k in (ATTR_MODEL, ATTR_SIZE, ATTR_N, ATTR_SEED, ATTR_STEPS, ATTR_CFG, ATTR_NEGATIVE_PROMPT)
+        if k in call.data
+    )
     try:
         result = await coordinator.client.generate_image(call.data[ATTR_PROMPT], **extras)
     except Hal0Error as err:
