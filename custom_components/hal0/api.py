@@ -219,7 +219,7 @@ class BridgeInfo:
             ),
             capabilities=tuple(str(c) for c in data.get("capabilities") or []),
             name=data["name"],
-            api_version=_int(data.get("api_version")) or 1,
+            api_version=1 if (version := _int(data.get("api_version"))) is None else version,
             hostname=data["hostname"] if isinstance(data.get("hostname"), str) and data["hostname"] else None,
             auth_required=data.get("auth_required") is not False,
             mqtt_enabled=_obj(data.get("mqtt")).get("enabled") is True,

@@ -128,29 +128,32 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
         """
         started = time.monotonic()
         try:
-            async for event in self.client.events():
-                if self.update_interval is not None:
-                    LOGGER.debug("Event stream of %s connected; push updates on", self.config_entry.title)
-                    self.update_interval = None  # push: nothing to poll while the stream is up
-                self._handle_event(event)
-        except Hal0Error as err:
-            LOGGER.debug("Event stream of %s broke: %s", self.config_entry.title, err)
-        except Exception:  # noqa: BLE001 - a bug or an unexpected error type must not freeze the entry
-            log = LOGGER.warning if self._stream_failures == 0 else LOGGER.debug
-            log("Event stream of %s failed; polling instead", self.config_entry.title, exc_info=True)
+            try:
+                async for event in self.client.events():
+                    if self.update_interval is not None:
+                        LOGGER.debug("Event stream of %s connected; push updates on", self.config_entry.title)
+                        self.update_interval = None  # push: nothing to poll while the stream is up
+                    self._handle_event(event)
+            except Hal0Error as err:
+                LOGGER.debug("Event stream of %s broke: %s", self.config_entry.title, err)
+            except Exception:  # noqa: BLE001 - a bug or an unexpected error type must not freeze the entry
+                log = LOGGER.warning if self._stream_failures == 0 else LOGGER.debug
+                log("Event stream of %s failed; polling instead", self.config_entry.title, exc_info=True)
+            finally:
+                self.update_interval = POLL_INTERVAL
+                self._note_stream_end(time.monotonic() - started)
+            if self.hass.is_stopping:
+                return
+            # Poll now: if the bridge is gone the entities go unavailable (with one log line).
+            self._resume_stream = False
+            try:
+                await self.async_refresh()
+            finally:
+                self._resume_stream = True
         finally:
+            # only now: no poll starts a second stream while this one is still polling
             if self._stream_task is asyncio.current_task():
                 self._stream_task = None
-            self.update_interval = POLL_INTERVAL
-            self._note_stream_end(time.monotonic() - started)
-        if self.hass.is_stopping:
-            return
-        # Poll now: if the bridge is gone the entities go unavailable (with one log line).
-        self._resume_stream = False
-        try:
-            await self.async_refresh()
-        finally:
-            self._resume_stream = True
 
     def _note_stream_end(self, lasted: float) -> None:
         """Back off after streams that end quickly: the n-th quick failure in a row waits for
