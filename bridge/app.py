@@ -21,7 +21,7 @@ from .config import Config, ConfigError
 from .gpu.arbiter import Arbiter
 from .gpu.engine import ComfyEngineControl
 from .gpu.gate import DirectGate, GpuGate
-from .gpu.memory import sysfs_gtt
+from .gpu.memory import MemoryFilter, sysfs_gtt
 from .gpu.slots.manager import SlotManager
 from .http import cache as cache_routes
 from .http import control, events, openai, openapi
@@ -64,7 +64,13 @@ class Bridge:
             max_images=config.image.cache_max_images,
             max_bytes=config.image.cache_max_bytes,
         )
-        self.comfy = ComfyUI(config.comfyui, self.hub, gtt=sysfs_gtt())
+        telemetry = config.telemetry
+        self.comfy = ComfyUI(
+            config.comfyui,
+            self.hub,
+            gtt=sysfs_gtt(),
+            memory_filter=MemoryFilter(telemetry.memory_step_gib, telemetry.min_interval),
+        )
         self.session: aiohttp.ClientSession | None = None
         self.slots: SlotManager | None = None
         self.arbiter: Arbiter | None = None

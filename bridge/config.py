@@ -213,6 +213,22 @@ ARBITER_SCHEMA = vol.Schema(
     extra=vol.ALLOW_EXTRA,
 )
 
+TELEMETRY_SCHEMA = vol.Schema(
+    {
+        # gauges are published at this resolution: GTT/RAM in GiB, GPU load in %, temperature in °C,
+        # power in W; a change of at least one step goes out at once ...
+        vol.Optional("memory_step_gib", default=0.01): _positive_float,
+        vol.Optional("busy_step", default=5.0): _positive_float,
+        vol.Optional("temperature_step", default=1.0): _positive_float,
+        vol.Optional("power_step", default=1.0): _positive_float,
+        # ... smaller drift at most this often (seconds)
+        vol.Optional("min_interval", default=60.0): vol.All(vol.Any(int, float), vol.Range(min=0)),
+        # how often GPU load, temperature and power are read from amdgpu sysfs
+        vol.Optional("gpu_interval", default=5.0): _positive_float,
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
 CONFIG_SCHEMA = vol.Schema(
     {
         vol.Optional("server", default=dict): SERVER_SCHEMA,
@@ -221,6 +237,7 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("mqtt", default=dict): MQTT_SCHEMA,
         vol.Optional("llm", default=dict): LLM_SCHEMA,
         vol.Optional("arbiter", default=dict): ARBITER_SCHEMA,
+        vol.Optional("telemetry", default=dict): TELEMETRY_SCHEMA,
         vol.Optional("slots", default=dict): {_NAME: SLOT_SCHEMA},
         vol.Optional("models", default=dict): {_NAME: MODEL_SCHEMA},
     },
@@ -351,6 +368,16 @@ class ArbiterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    memory_step_gib: float = 0.01
+    busy_step: float = 5.0
+    temperature_step: float = 1.0
+    power_step: float = 1.0
+    min_interval: float = 60.0
+    gpu_interval: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """``[models.NAME]`` as written: None where the file does not set the key."""
 
@@ -376,6 +403,7 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     models: dict[str, ModelConfig] = field(default_factory=dict)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     @property
     def node_id(self) -> str:
@@ -492,6 +520,9 @@ def build(raw: dict[str, Any]) -> Config:
         slots=slots,
         models=models,
         llm=LlmConfig(**_fields(LlmConfig, data["llm"])),
+        telemetry=TelemetryConfig(
+            **{**_fields(TelemetryConfig, data["telemetry"]), "min_interval": float(data["telemetry"]["min_interval"])}
+        ),
         arbiter=ArbiterConfig(
             **{**_fields(ArbiterConfig, data["arbiter"]), "min_mode_seconds": float(data["arbiter"]["min_mode_seconds"])}
         ),
