@@ -23,6 +23,7 @@ from .gpu.engine import ComfyEngineControl
 from .gpu.gate import DirectGate, GpuGate
 from .gpu.memory import MemoryFilter, sysfs_gtt
 from .gpu.slots.manager import SlotManager
+from .gpu.telemetry import GpuTelemetry
 from .http import cache as cache_routes
 from .http import control, events, openai, openapi
 from .http.mdns import MdnsAnnouncer, announce_enabled
@@ -68,7 +69,7 @@ class Bridge:
         self.comfy = ComfyUI(
             config.comfyui,
             self.hub,
-            gtt=sysfs_gtt(),
+            gtt=sysfs_gtt(telemetry.sysfs_root),
             memory_filter=MemoryFilter(telemetry.memory_step_gib, telemetry.min_interval),
         )
         self.session: aiohttp.ClientSession | None = None
@@ -76,6 +77,7 @@ class Bridge:
         self.arbiter: Arbiter | None = None
         self.mqtt = None  # created in start() when [mqtt] host is set
         self.images: ImageService | None = None
+        self.gpu = GpuTelemetry(telemetry, self.hub, telemetry.sysfs_root)
         self.commands: Commands | None = None
         self.identity: Identity | None = None
         self.mdns: MdnsAnnouncer | None = None
@@ -108,6 +110,7 @@ class Bridge:
             discovery=self.discovery,
         )
         await self.comfy.start()
+        await self.gpu.start()
         if self.slots is not None and self.arbiter is not None:
             await self.slots.start()
             await self.arbiter.start()
@@ -135,6 +138,7 @@ class Bridge:
         if self.slots is not None:
             await self.slots.stop()
         await self.comfy.stop()
+        await self.gpu.stop()
         if self.session is not None:
             await self.session.close()
 

@@ -225,6 +225,8 @@ TELEMETRY_SCHEMA = vol.Schema(
         vol.Optional("min_interval", default=60.0): vol.All(vol.Any(int, float), vol.Range(min=0)),
         # how often GPU load, temperature and power are read from amdgpu sysfs
         vol.Optional("gpu_interval", default=5.0): _positive_float,
+        # where the amdgpu cards are (GTT gauge and GPU telemetry)
+        vol.Optional("sysfs_root", default="/sys/class/drm"): str,
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -375,6 +377,7 @@ class TelemetryConfig:
     power_step: float = 1.0
     min_interval: float = 60.0
     gpu_interval: float = 5.0
+    sysfs_root: Path = Path("/sys/class/drm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,7 +524,11 @@ def build(raw: dict[str, Any]) -> Config:
         models=models,
         llm=LlmConfig(**_fields(LlmConfig, data["llm"])),
         telemetry=TelemetryConfig(
-            **{**_fields(TelemetryConfig, data["telemetry"]), "min_interval": float(data["telemetry"]["min_interval"])}
+            **{
+                **_fields(TelemetryConfig, data["telemetry"]),
+                "min_interval": float(data["telemetry"]["min_interval"]),
+                "sysfs_root": Path(data["telemetry"]["sysfs_root"]),
+            }
         ),
         arbiter=ArbiterConfig(
             **{**_fields(ArbiterConfig, data["arbiter"]), "min_mode_seconds": float(data["arbiter"]["min_mode_seconds"])}

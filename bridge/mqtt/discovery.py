@@ -63,6 +63,26 @@ def discovery_payload(topics: Topics, info: dict[str, Any]) -> dict[str, Any]:
             ("ram_total", "RAM total"),
         )
     }
+    # amdgpu telemetry: diagnostic, off until a user turns them on (null payload = unknown)
+    gpu_sensors = {
+        key: {
+            "platform": "sensor",
+            "name": label,
+            "unique_id": uid(key),
+            "state_topic": topics.gpu,
+            "value_template": f"{{{{ value_json.{field} if value_json else none }}}}",
+            "unit_of_measurement": unit,
+            "state_class": "measurement",
+            "entity_category": "diagnostic",
+            "enabled_by_default": False,
+            **extra,
+        }
+        for key, field, label, unit, extra in (
+            ("gpu_busy", "busy_percent", "GPU load", "%", {"icon": "mdi:gauge"}),
+            ("gpu_temperature", "temperature_c", "GPU temperature", "°C", {"device_class": "temperature"}),
+            ("gpu_power", "power_w", "GPU power", "W", {"device_class": "power"}),
+        )
+    }
     components: dict[str, dict[str, Any]] = {
         "mode": {
             "platform": "select",
@@ -113,6 +133,7 @@ def discovery_payload(topics: Topics, info: dict[str, Any]) -> dict[str, Any]:
             "icon": "mdi:tray-full",
         },
         **memory_sensors,
+        **gpu_sensors,
         "switching": {
             "platform": "binary_sensor",
             "name": "Switching",

@@ -32,6 +32,7 @@ def state_payloads(topics: Topics, status: dict[str, Any]) -> dict[str, bytes]:
         topics.queue: to_json(status.get("queue")),
         topics.memory: to_json(status.get("memory")),
         topics.switchover: to_json(status.get("switchover")),
+        topics.gpu: to_json(status.get("gpu")),
     }
 
 

@@ -71,6 +71,11 @@ class Topics:
     def switchover(self) -> str:
         return self.state("switchover")
 
+    @property
+    def gpu(self) -> str:
+        """GPU load, temperature and power (retained JSON, ``null`` without amdgpu telemetry)."""
+        return f"{self.base}/gpu/telemetry"
+
     # commands (Home Assistant style "/set" topics)
     @property
     def mode_set(self) -> str:
@@ -111,7 +116,7 @@ class Topics:
         """
         if not topic or set(topic) & {"+", "#"}:
             return False
-        reserved = (f"{self.base}/comfyui/", f"{self.base}/bridge/", f"{self.base}/request/", f"{self.discovery_prefix}/")
+        reserved = (f"{self.base}/comfyui/", f"{self.base}/gpu/", f"{self.base}/bridge/", f"{self.base}/request/", f"{self.discovery_prefix}/")
         return not topic.startswith(reserved) and topic not in (self.availability, self.event)
 
     # events

@@ -20,7 +20,7 @@ from hal0_bridge.mqtt.bridge import MqttBridge
 from hal0_bridge.mqtt.payloads import state_payloads
 from hal0_bridge.mqtt.discovery import discovery_payload
 from hal0_bridge.mqtt.topics import Topics
-from hal0_bridge.status import Memory, Queue, Status, StatusHub, Switchover
+from hal0_bridge.status import Gpu, Memory, Queue, Status, StatusHub, Switchover
 
 from tests.support.mosquitto import Mosquitto, MqttProbe, have_mosquitto
 
@@ -104,6 +104,7 @@ async def test_each_component_passes_its_platform_schema_without_losing_keys(has
         ("ram_total", {"ram_total": None}, "None"),  # HA's MQTT sensor reads "None" as unknown
         ("switching", {"active": True}, "ON"),
         ("switching", {"active": False}, "OFF"),
+        ("gpu_busy", None, "None"),  # a host without amdgpu telemetry publishes null
     ],
 )
 async def test_value_templates_turn_our_json_into_the_entity_state(hass, payload, component, value_json, state):
@@ -118,11 +119,13 @@ async def test_every_entity_reads_its_state_from_what_the_bridge_publishes(hass,
         queue=Queue(running=1, pending=2),
         memory=Memory(gtt_used=2 * GIB, gtt_total=96 * GIB, ram_used=GIB // 2, ram_total=None),
         switchover=Switchover(active=True, target="generation"),
+        gpu=Gpu(card="card1", busy_percent=35.0, temperature_c=51.0, power_w=None),
     )
     published = {topic: body.decode() for topic, body in state_payloads(T, status.to_dict()).items()}
     expected = {
         "mode": "generation", "pinned": "ON", "engine": "generating", "queue_running": "1", "queue_pending": "2",
         "gtt_used": "2.0", "gtt_total": "96.0", "ram_used": "0.5", "ram_total": "None", "switching": "ON",
+        "gpu_busy": "35.0", "gpu_temperature": "51.0", "gpu_power": "None",
     }  # fmt: skip
     for name, component in payload["components"].items():
         body = published[component["state_topic"]]
