@@ -107,6 +107,16 @@ class Switchover:
 
 
 @dataclass(frozen=True, slots=True)
+class Gpu:
+    """amdgpu telemetry (load %, edge temperature °C, power W); ``None`` parts the host lacks."""
+
+    card: str
+    busy_percent: float | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Slot:
     name: str
     group: str
@@ -131,6 +141,7 @@ class Status:
     slots: tuple[Slot, ...] = ()
     updated_at: float | None = None
     idle_restore_failures: int = 0
+    gpu: Gpu | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Status:
@@ -181,6 +192,16 @@ class Status:
             slots=slots,
             updated_at=_float(data.get("updated_at")),
             idle_restore_failures=_int(data.get("idle_restore_failures")) or 0,
+            gpu=(
+                Gpu(
+                    card=str(gpu.get("card") or ""),
+                    busy_percent=_float(gpu.get("busy_percent")),
+                    temperature_c=_float(gpu.get("temperature_c")),
+                    power_w=_float(gpu.get("power_w")),
+                )
+                if isinstance(gpu := data.get("gpu"), dict)
+                else None
+            ),
         )
 
 

@@ -104,7 +104,7 @@ def test_every_entity_description_has_a_name_and_an_icon_unless_its_device_class
         "button": [button.CANCEL_RENDERS],
         "image": [image.LAST_IMAGE],
         "select": [select.GPU_MODE],
-        "sensor": list(sensor.SENSORS),
+        "sensor": [*sensor.SENSORS, *sensor.GPU_SENSORS],
         "switch": [switch.PIN],
     }
     assert set(descriptions) == {str(p) for p in PLATFORMS}
