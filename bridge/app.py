@@ -11,7 +11,6 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -23,12 +22,15 @@ from .config import Config, ConfigError
 from .gpu.arbiter import Arbiter
 from .gpu.engine import ComfyEngineControl
 from .gpu.gate import DirectGate, GpuGate
-from .gpu.memory import sysfs_gtt
+from .gpu.memory import MemoryFilter, sysfs_gtt
 from .gpu.slots.manager import SlotManager
+from .gpu.telemetry import GpuTelemetry
 from .http import cache as cache_routes
 from .http import comfyui_proxy, control, events, llm, openai, openapi, page
 from .http import metrics as metrics_routes
+from .http.mdns import MdnsAnnouncer, announce_enabled
 from .http.server import BRIDGE_KEY, make_app
+from .identity import Identity, resolve
 from .images.cache import ImageCache
 from .images.service import ImageService
 from .llm.demand import Demand
@@ -36,11 +38,9 @@ from .llm.models import ModelDirectory
 from .llm.proxy import Upstream
 from .llm.service import LlmService
 from .metrics import Metrics
+from .mqtt.setting import DiscoverySetting
 from .signing import UrlSigner, load_or_create_key
 from .status import StatusHub
-
-if TYPE_CHECKING:
-    pass
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -58,15 +58,25 @@ class Bridge:
             max_images=config.image.cache_max_images,
             max_bytes=config.image.cache_max_bytes,
         )
-        self.comfy = ComfyUI(config.comfyui, self.hub, gtt=sysfs_gtt())
+        telemetry = config.telemetry
+        self.comfy = ComfyUI(
+            config.comfyui,
+            self.hub,
+            gtt=sysfs_gtt(telemetry.sysfs_root),
+            memory_filter=MemoryFilter(telemetry.memory_step_gib, telemetry.min_interval),
+        )
         self.session: aiohttp.ClientSession | None = None
         self.slots: SlotManager | None = None
         self.arbiter: Arbiter | None = None
         self.mqtt = None  # created in start() when [mqtt] host is set
         self.images: ImageService | None = None
+        self.gpu = GpuTelemetry(telemetry, self.hub, telemetry.sysfs_root)
         self.commands: Commands | None = None
         self.signer: UrlSigner | None = None  # image URLs are signed while a token guards the API
         self.llm: LlmService | None = None
+        self.identity: Identity | None = None
+        self.mdns: MdnsAnnouncer | None = None
+        self.discovery = DiscoverySetting(config.mqtt.discovery, config.server.state_dir)
         self._gate: GpuGate = DirectGate()
 
     def _mqtt_connected(self) -> bool | None:
@@ -81,6 +91,9 @@ class Bridge:
         return self._gate
 
     async def start(self) -> None:
+        # first, before anything writes to state_dir: a first start is told from an upgrade by it
+        identity = self.identity = await asyncio.to_thread(resolve, self.config.node_id, self.config.server)
+        self.config = self.config.with_node_id(identity.node_id)
         await self.cache.open()
         if self.config.server.token:
             key = await asyncio.to_thread(load_or_create_key, self.config.server.state_dir)
@@ -101,8 +114,12 @@ class Bridge:
         self.images = ImageService(
             self.config, self.hub, self.renderer, self.comfy, self.cache, self._gate, signer=self.signer
         )
-        self.commands = Commands(self.config, self.hub, self.catalogue, self.images, self.comfy, self.arbiter)
+        self.commands = Commands(
+            self.config, self.hub, self.catalogue, self.images, self.comfy, self.arbiter,
+            identity=self.identity, discovery=self.discovery,
+        )  # fmt: skip
         await self.comfy.start()
+        await self.gpu.start()
         if self.slots is not None and self.arbiter is not None:
             await self.slots.start()
             await self.arbiter.start()
@@ -113,10 +130,20 @@ class Bridge:
         if self.config.mqtt.enabled:
             from .mqtt.bridge import MqttBridge  # paho is only imported when MQTT is on
 
-            self.mqtt = MqttBridge(self.config, self.hub, self.commands)
+            await self.discovery.load()
+            self.mqtt = MqttBridge(self.config, self.hub, self.commands, discovery=self.discovery)
             await self.mqtt.start()
+        if announce_enabled(self.config.server):
+            if self.config.server.port:
+                self.mdns = MdnsAnnouncer(self.config.server, identity)
+                await self.mdns.start()
+            else:
+                _LOGGER.warning("zeroconf: server.port is 0 (a random port), so the API is not announced")
 
     async def stop(self) -> None:
+        if self.mdns is not None:  # first: the goodbye goes out while the API still answers
+            await self.mdns.stop()
+            self.mdns = None
         if self.mqtt is not None:
             await self.mqtt.stop()
         if self.llm is not None:
@@ -126,6 +153,7 @@ class Bridge:
         if self.slots is not None:
             await self.slots.stop()
         await self.comfy.stop()
+        await self.gpu.stop()
         if self.session is not None:
             await self.session.close()
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import __version__, errors
+from . import API_VERSION, __version__, errors
 from .comfyui.errors import ComfyUIError
 from .comfyui.facade import ComfyUI
 from .config import Config
 from .errors import ApiError
 from .gpu.arbiter import Arbiter
+from .identity import Identity
 from .images.answers import Rendered
 from .images.catalogue import Catalogue
 from .images.edit_request import form_body
@@ -23,6 +24,7 @@ from .images.partials import PartialSink
 from .images.request import ImageRequest, with_source
 from .images.request import parse as parse_image_request
 from .images.service import ImageService
+from .mqtt.setting import DiscoverySetting
 from .status import StatusHub
 
 MODES = ("generation", "inference")
@@ -65,6 +67,14 @@ def parse_switch_body(body: Any) -> tuple[str, bool, bool | None]:
     return mode, force, pin
 
 
+def parse_discovery_body(body: Any) -> bool:
+    if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool) or set(body) - {"enabled"}:
+        raise ApiError(
+            errors.INVALID_DISCOVERY, "body must be {\"enabled\": true} or {\"enabled\": false}", param="enabled"
+        )
+    return body["enabled"]
+
+
 def parse_pin_body(body: Any) -> bool:
     if isinstance(body, dict):
         _refuse_unknown(body, PIN_FIELDS)
@@ -82,8 +92,13 @@ class Commands:
         images: ImageService,
         comfy: ComfyUI,
         arbiter: Arbiter | None,
+        *,
+        identity: Identity | None = None,
+        discovery: DiscoverySetting | None = None,
     ) -> None:
         self._config = config
+        self._identity = identity
+        self._discovery = discovery
         self._hub = hub
         self._catalogue = catalogue
         self._images = images
@@ -100,11 +115,16 @@ class Commands:
         if self._config.mqtt.enabled:
             capabilities.append("mqtt")
         server = self._config.server
+        host = self._identity.host if self._identity else server.host
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
         return {
             "name": "hal0-bridge",
             "version": __version__,
+            "api_version": API_VERSION,
             "node_id": self._config.node_id,
-            "api_url": server.public_url or f"http://{server.host}:{server.port}",
+            "hostname": self._identity.hostname if self._identity else self._config.node_id,
+            "api_url": server.public_url or f"http://{host}:{server.port}",
             "auth_required": bool(server.token),
             "models": self.models(),
             "capabilities": capabilities,
@@ -112,6 +132,7 @@ class Commands:
                 "enabled": self._config.mqtt.enabled,
                 "base_topic": self._config.mqtt.base_topic,
                 "commands": self._config.mqtt.commands,
+                "discovery": self._discovery.enabled if self._discovery else self._config.mqtt.discovery,
             },
         }
 
@@ -163,6 +184,14 @@ class Commands:
     async def render_image(self, request: ImageRequest, on_partial: PartialSink | None = None) -> Rendered:
         """Run a checked generation or edit; ``on_partial`` gets a stream's partial images."""
         return await self._images.render(request, on_partial)
+
+    async def mqtt_discovery(self, body: Any) -> dict[str, Any]:
+        """Turn the bridge's own Home Assistant MQTT discovery on or off; kept across restarts."""
+        enabled = parse_discovery_body(body)
+        if not self._config.mqtt.enabled or self._discovery is None:
+            raise ApiError(errors.MQTT_DISABLED, "MQTT is off ([mqtt] host is empty), so there is no MQTT discovery")
+        await self._discovery.set(enabled)
+        return {"enabled": self._discovery.enabled, "source": self._discovery.source}
 
     async def cancel(self) -> dict[str, Any]:
         """Drop pending renders and interrupt the running one (what "cancel renders" means in ComfyUI)."""

@@ -12,10 +12,9 @@ import ipaddress
 import logging
 import os
 import re
-import socket
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -100,11 +99,6 @@ def _origin(value: Any) -> str:
         return normalize_origin(value)
     except ValueError as err:
         raise vol.Invalid(str(err)) from None
-
-
-def _default_node_id() -> str:
-    node = re.sub(r"[^a-z0-9_-]+", "_", socket.gethostname().lower()).strip("_")
-    return node or "hal0"
 
 
 _Port = _int(1, 65535)
@@ -308,6 +302,24 @@ ARBITER_SCHEMA = vol.Schema(
     extra=vol.ALLOW_EXTRA,
 )
 
+TELEMETRY_SCHEMA = vol.Schema(
+    {
+        # gauges are published at this resolution: GTT/RAM in GiB, GPU load in %, temperature in °C,
+        # power in W; a change of at least one step goes out at once ...
+        vol.Optional("memory_step_gib", default=0.01): _positive_float,
+        vol.Optional("busy_step", default=5.0): _positive_float,
+        vol.Optional("temperature_step", default=1.0): _positive_float,
+        vol.Optional("power_step", default=1.0): _positive_float,
+        # ... smaller drift at most this often (seconds)
+        vol.Optional("min_interval", default=60.0): _number(0),
+        # how often GPU load, temperature and power are read from amdgpu sysfs
+        vol.Optional("gpu_interval", default=5.0): _positive_float,
+        # where the amdgpu cards are (GTT gauge and GPU telemetry)
+        vol.Optional("sysfs_root", default="/sys/class/drm"): str,
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
 CONFIG_SCHEMA = vol.Schema(
     {
         vol.Optional("server", default=dict): SERVER_SCHEMA,
@@ -316,6 +328,7 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("mqtt", default=dict): MQTT_SCHEMA,
         vol.Optional("llm", default=dict): LLM_SCHEMA,
         vol.Optional("arbiter", default=dict): ARBITER_SCHEMA,
+        vol.Optional("telemetry", default=dict): TELEMETRY_SCHEMA,
         vol.Optional("slots", default=dict): {_NAME: SLOT_SCHEMA},
         vol.Optional("models", default=dict): {_NAME: MODEL_SCHEMA},
     },
@@ -459,6 +472,17 @@ class ArbiterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    memory_step_gib: float = 0.01
+    busy_step: float = 5.0
+    temperature_step: float = 1.0
+    power_step: float = 1.0
+    min_interval: float = 60.0
+    gpu_interval: float = 5.0
+    sysfs_root: Path = Path("/sys/class/drm")
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """``[models.NAME]`` as written: None where the file does not set the key."""
 
@@ -486,10 +510,15 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     models: dict[str, ModelConfig] = field(default_factory=dict)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     @property
     def node_id(self) -> str:
+        """``[mqtt] node_id``; empty until start-up resolved it (:meth:`with_node_id`)."""
         return self.mqtt.node_id
+
+    def with_node_id(self, node_id: str) -> Config:
+        return replace(self, mqtt=replace(self.mqtt, node_id=node_id))
 
     @property
     def img_slot(self) -> SlotConfig | None:
@@ -623,7 +652,8 @@ def build(raw: dict[str, Any]) -> Config:
         }
     )
     mq = data["mqtt"]
-    mqtt = MqttConfig(**{**_fields(MqttConfig, mq), "node_id": mq["node_id"] or _default_node_id()})
+    # an empty node_id is resolved at start-up from state_dir (bridge/identity.py)
+    mqtt = MqttConfig(**_fields(MqttConfig, mq))
     slots = {
         name: SlotConfig(
             **{
@@ -660,6 +690,13 @@ def build(raw: dict[str, Any]) -> Config:
         slots=slots,
         models=models,
         llm=LlmConfig(**_fields(LlmConfig, data["llm"])),
+        telemetry=TelemetryConfig(
+            **{
+                **_fields(TelemetryConfig, data["telemetry"]),
+                "min_interval": float(data["telemetry"]["min_interval"]),
+                "sysfs_root": Path(data["telemetry"]["sysfs_root"]),
+            }
+        ),
         arbiter=ArbiterConfig(
             **{
                 **_fields(ArbiterConfig, data["arbiter"]),

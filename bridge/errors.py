@@ -75,6 +75,10 @@ LLM_QUEUE_FULL = _c("llm.queue_full", 429, "rate_limit_error", retry_after=5)
 LLM_UPSTREAM_FAILED = _c("llm.upstream_failed", 502, "upstream_error")
 LLM_WAIT_TIMEOUT = _c("llm.wait_timeout", 503, "server_error", retry_after=10)
 
+# MQTT settings changed through the API
+INVALID_DISCOVERY = _c("mqtt.invalid_discovery", 422)
+MQTT_DISABLED = _c("mqtt.disabled", 409, "conflict_error")
+
 
 class ApiError(Exception):
     """An answer in the documented error envelope.

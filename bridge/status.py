@@ -61,6 +61,16 @@ class Switchover:
 
 
 @dataclass(frozen=True, slots=True)
+class Gpu:
+    """amdgpu telemetry of the owned card (gpu/telemetry.py); ``None`` parts where the host has none."""
+
+    card: str
+    busy_percent: float | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SlotStatus:
     name: str
     group: Literal["llm", "img"]
@@ -90,6 +100,9 @@ class Status:
     idle_restore_at: float | None = None
     slots: tuple[SlotStatus, ...] = ()
     llm: LlmStatus = field(default_factory=LlmStatus)
+    # idle-restore switches that failed in a row (0 after any successful switch to inference)
+    idle_restore_failures: int = 0
+    gpu: Gpu | None = None  # null where the host has no amdgpu telemetry
     updated_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from ..config import ComfyConfig
-from ..gpu.memory import GttSource
+from ..gpu.memory import GttSource, MemoryFilter
 from ..status import StatusHub
 from .client import ComfyUIClient, RunResult
 from .errors import ComfyRenderTimeout, ComfyUIError, ComfyUnreachable
@@ -43,6 +43,7 @@ class ComfyUI:
         client_id: str | None = None,
         gtt: GttSource | None = None,
         img_slot_state: SlotStateHook | None = None,
+        memory_filter: MemoryFilter | None = None,
     ) -> None:
         self.cfg = cfg
         self.hub = hub
@@ -52,7 +53,7 @@ class ComfyUI:
         self.ws = ComfyWebsocket(self.client, cfg)
         self.outputs = TempOutputs(self.client, cfg.temp_dir)
         self.monitor = EngineMonitor(
-            cfg, hub, self.client, self.ws, gtt=gtt, img_slot_state=img_slot_state
+            cfg, hub, self.client, self.ws, gtt=gtt, img_slot_state=img_slot_state, memory_filter=memory_filter
         )
         self._cleanups: set[asyncio.Task[None]] = set()
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 
 from ..config import ComfyConfig
-from ..gpu.memory import GttSource, memory_from
+from ..gpu.memory import GttSource, MemoryFilter, memory_from
 from ..status import Engine, Memory, Progress, Queue, StatusHub
 from .client import ComfyUIClient
 from .errors import ComfyUIError
@@ -42,8 +42,10 @@ class EngineMonitor:
         *,
         gtt: GttSource | None = None,
         img_slot_state: SlotStateHook | None = None,
+        memory_filter: MemoryFilter | None = None,
     ) -> None:
         self._cfg = cfg
+        self._memory_filter = memory_filter  # None: raw readings (each probe may change the snapshot)
         self._hub = hub
         self._client = client
         self._ws = ws
@@ -146,7 +148,7 @@ class EngineMonitor:
             reachable=self._reachable,
             queue=self._queue,
             progress=self._progress if self._reachable else None,
-            memory=self._memory,
+            memory=self._memory_filter(self._memory) if self._memory_filter is not None else self._memory,
         )
 
     # -- websocket events ---------------------------------------------------------------------------

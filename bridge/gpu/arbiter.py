@@ -74,6 +74,7 @@ class Arbiter(DemandRules):
         self._mode: Mode = "inference"
         self._switch: Switch | None = None
         self._last: Switch | None = None
+        self._idle_failed = 0  # idle-restore switches that failed in a row, any cause (status: idle_restore_failures)
         self._active_images = 0
         self._activity_saved_at = 0.0
         self._idle_window = config.image.idle_restore_minutes * 60.0
@@ -386,12 +387,13 @@ class Arbiter(DemandRules):
             self._switch = None
             self._last = sw
             if sw.target == "inference":
-                if not sw.error:
-                    self._idle_failures = 0
-                elif sw.trigger == "idle" and sw.comfy_fault:
-                    self._idle_failures += 1
+                if not sw.error:  # back in inference, however it got there
+                    self._idle_failures = self._idle_failed = 0
+                elif sw.trigger == "idle":
+                    self._idle_failed += 1
+                    self._idle_failures += int(sw.comfy_fault)
             self._supervisor.resume()
-            self._hub.update(switchover=sw.view())
+            self._hub.update(switchover=sw.view(), idle_restore_failures=self._idle_failed)
             event = "switch_failed" if sw.error else "switch_finished"
             self._hub.emit(
                 event,

@@ -8,6 +8,7 @@ are tiny in-memory counters, so reading them inline cannot stall the event loop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -15,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..status import Memory
+from .gauges import Deadband
 
 DEFAULT_SYSFS_ROOT = Path("/sys/class/drm")
+GIB = 1024**3
+MEMORY_FIELDS = ("gtt_used", "gtt_total", "ram_used", "ram_total")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +89,15 @@ def memory_from(stats: dict[str, Any] | None, gtt: GttReading | None) -> Memory:
 def sysfs_gtt(root: Path = DEFAULT_SYSFS_ROOT) -> GttSource:
     """A :data:`GttSource` over amdgpu sysfs at ``root`` (tests pass a temporary directory)."""
     return partial(read_gtt, root)
+
+
+class MemoryFilter:
+    """The memory gauges as published: each byte count through its own :class:`Deadband`
+    (``[telemetry] memory_step_gib`` resolution, small drift at most every ``min_interval``)."""
+
+    def __init__(self, step_gib: float, min_interval: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._bands = {f: Deadband(step_gib * GIB, min_interval, clock=clock) for f in MEMORY_FIELDS}
+
+    def __call__(self, memory: Memory) -> Memory:
+        values = {f: band.as_int(getattr(memory, f)) for f, band in self._bands.items()}
+        return Memory(**values, gtt_source=memory.gtt_source)

@@ -1,4 +1,5 @@
-"""``/api/info`` and ``/api/comfyui/*``: status from memory, switchover, pin, cancel."""
+"""``/api/info``, ``/api/comfyui/*`` (status from memory, switchover, pin, cancel) and
+``/api/mqtt/discovery``."""
 
 from __future__ import annotations
 
@@ -46,9 +47,14 @@ async def cancel(request: web.Request) -> web.Response:
     return json_response(await commands_of(request).cancel())
 
 
+async def mqtt_discovery(request: web.Request) -> web.Response:
+    return json_response(await commands_of(request).mqtt_discovery(await read_json(request)))
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/info", info)
     app.router.add_get("/api/comfyui/status", status)
     app.router.add_post("/api/comfyui/switchover", switchover)
     app.router.add_post("/api/comfyui/pin", pin)
     app.router.add_post("/api/comfyui/cancel", cancel)
+    app.router.add_post("/api/mqtt/discovery", mqtt_discovery)

@@ -387,10 +387,12 @@ def llm_request_schema() -> Json:
 def info_schema() -> Json:
     return _obj(
         {
-            "name": {"const": "hal0-bridge"}, "version": STRING, "node_id": STRING, "api_url": STRING,
+            "name": {"const": "hal0-bridge"}, "version": STRING, "api_version": {"type": "integer", "minimum": 1},
+            "node_id": STRING, "hostname": STRING, "api_url": STRING,
             "auth_required": BOOLEAN, "models": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
             "capabilities": {"type": "array", "items": {"enum": ["images", "events", "arbiter", "llm", "mqtt"]}},
-            "mqtt": _obj({"enabled": BOOLEAN, "base_topic": STRING, "commands": {"enum": ["all", "read_only"]}}),
+            "mqtt": _obj({"enabled": BOOLEAN, "base_topic": STRING, "commands": {"enum": ["all", "read_only"]},
+                          "discovery": BOOLEAN}),
         },
         description="Who this bridge is; never secrets (served without auth).",
     )  # fmt: skip
@@ -510,6 +512,16 @@ def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json
                 "200": _ok("the pin as now set", _obj({"pinned": BOOLEAN})),
                 **_errors(*JSON_BODY, errors.INVALID_PIN, errors.UNKNOWN_FIELD,
                           errors.SWITCH_IN_PROGRESS, errors.NOT_GENERATION, errors.ARBITER_UNAVAILABLE),
+            },
+        }},
+        "/api/mqtt/discovery": {"post": {
+            "operationId": "mqtt_discovery", "summary": "Turn the bridge's own Home Assistant MQTT discovery on or off",
+            "description": "Kept in state_dir across restarts, over [mqtt] discovery; off removes the entities "
+                           "(empty retained config). The Home Assistant integration's repair uses it.",
+            "requestBody": {"required": True, "content": _json(_obj({"enabled": BOOLEAN}))},
+            "responses": {
+                "200": _ok("discovery as now set", _obj({"enabled": BOOLEAN, "source": {"enum": ["config", "api"]}})),
+                **_errors(*JSON_BODY, errors.UNAUTHORIZED, errors.INVALID_DISCOVERY, errors.MQTT_DISABLED),
             },
         }},
         "/api/comfyui/cancel": {"post": {

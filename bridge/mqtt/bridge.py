@@ -33,6 +33,7 @@ from ..errors import ApiError
 from ..status import StatusHub
 from .discovery import discovery_payload
 from .payloads import Reply, parse_mode_set, parse_pin_set, parse_request, payload_text, state_payloads, to_json
+from .setting import DiscoverySetting
 from .topics import ACTIONS, Topics
 
 if TYPE_CHECKING:
@@ -47,8 +48,11 @@ OFFLINE = "offline"
 class MqttBridge:
     """Publishes the status snapshot and events, and serves commands, over one MQTT connection."""
 
-    def __init__(self, config: Config, hub: StatusHub, commands: Commands) -> None:
+    def __init__(
+        self, config: Config, hub: StatusHub, commands: Commands, *, discovery: DiscoverySetting | None = None
+    ) -> None:
         self._config = config
+        self._discovery = discovery  # None: [mqtt] discovery as configured, never changed at run time
         self._mqtt = config.mqtt
         self._hub = hub
         self._commands = commands
@@ -97,6 +101,8 @@ class MqttBridge:
             _LOGGER.error("MQTT stays off: cannot set up the client (%s)", err)
             return
         self._subscription = self._hub.subscribe(initial=False, reader="mqtt")
+        if self._discovery is not None:
+            self._discovery.listeners.append(self._on_discovery_changed)
         self._workers = [
             asyncio.create_task(self._read_feed(), name="mqtt-feed"),
             asyncio.create_task(self._write_state_loop(), name="mqtt-state"),
@@ -118,6 +124,8 @@ class MqttBridge:
     async def stop(self) -> None:
         """Publish ``offline`` (retained), wait for the broker's ack, then disconnect cleanly."""
         self._stopping = True
+        if self._discovery is not None and self._on_discovery_changed in self._discovery.listeners:
+            self._discovery.listeners.remove(self._on_discovery_changed)
         await self._cancel_workers()
         client = self._client
         if client is None:
@@ -302,15 +310,32 @@ class MqttBridge:
         info = self._info()
         if info is not None:
             self._publish(self.topics.info, to_json(info), retain=True)
-        if self._mqtt.discovery:
+        self._publish_discovery(info)
+        self._published.clear()
+        self._pending_status = None
+        self._write_state(self._hub.status.to_dict())
+
+    @property
+    def discovery_enabled(self) -> bool:
+        return self._discovery.enabled if self._discovery is not None else self._mqtt.discovery
+
+    def _publish_discovery(self, info: dict[str, Any] | None) -> None:
+        if self.discovery_enabled:
             payload = discovery_payload(self.topics, info or {}, read_only=self._read_only)
             self._publish(self.topics.discovery, to_json(payload), retain=True)
         else:
             # An empty retained config removes entities an earlier run with discovery on created.
             self._publish(self.topics.discovery, b"", retain=True)
-        self._published.clear()
-        self._pending_status = None
-        self._write_state(self._hub.status.to_dict())
+
+    def _on_discovery_changed(self, enabled: bool) -> None:
+        """The API changed discovery: add or remove the entities now, and say so in bridge/info."""
+        _LOGGER.info("MQTT: Home Assistant discovery turned %s through the API", "on" if enabled else "off")
+        if not self._connected:
+            return  # the next connect publishes everything as now set
+        info = self._info()
+        if info is not None:
+            self._publish(self.topics.info, to_json(info), retain=True)
+        self._publish_discovery(info)
 
     def _info(self) -> dict[str, Any] | None:
         try:

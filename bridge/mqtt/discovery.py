@@ -91,6 +91,26 @@ def discovery_payload(topics: Topics, info: dict[str, Any], *, read_only: bool =
             ("ram_total", "RAM total"),
         )
     }
+    # amdgpu telemetry: diagnostic, off until a user turns them on (null payload = unknown)
+    gpu_sensors = {
+        key: {
+            "platform": "sensor",
+            "name": label,
+            "unique_id": uid(key),
+            "state_topic": topics.gpu,
+            "value_template": f"{{{{ value_json.{field} if value_json else none }}}}",
+            "unit_of_measurement": unit,
+            "state_class": "measurement",
+            "entity_category": "diagnostic",
+            "enabled_by_default": False,
+            **extra,
+        }
+        for key, field, label, unit, extra in (
+            ("gpu_busy", "busy_percent", "GPU load", "%", {"icon": "mdi:gauge"}),
+            ("gpu_temperature", "temperature_c", "GPU temperature", "°C", {"device_class": "temperature"}),
+            ("gpu_power", "power_w", "GPU power", "W", {"device_class": "power"}),
+        )
+    }
     components: dict[str, dict[str, Any]] = {
         "mode": {
             "platform": "select",
@@ -142,6 +162,20 @@ def discovery_payload(topics: Topics, info: dict[str, Any], *, read_only: bool =
         },
         **memory_sensors,
         **(_read_only_controls(topics, uid) if read_only else {}),
+        **gpu_sensors,
+        **{
+            f"llm_{key}": {
+                "platform": "sensor",
+                "name": name,
+                "unique_id": uid(f"llm_{key}"),
+                "state_topic": topics.llm_state,
+                "value_template": f"{{{{ value_json.{key} }}}}",
+                "state_class": "measurement",
+                "icon": icon,
+            }
+            for key, name, icon in (("in_flight", "LLM requests in flight", "mdi:message-processing"),
+                                    ("queued", "LLM requests waiting for the GPU", "mdi:message-badge"))
+        },  # fmt: skip
         "switching": {
             "platform": "binary_sensor",
             "name": "Switching",

@@ -34,6 +34,7 @@ def state_payloads(topics: Topics, status: dict[str, Any]) -> dict[str, bytes]:
         topics.memory: to_json(status.get("memory")),
         topics.switchover: to_json(status.get("switchover")),
         topics.llm_state: to_json(status.get("llm")),
+        topics.gpu: to_json(status.get("gpu")),
     }
 
 

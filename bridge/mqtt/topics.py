@@ -76,6 +76,11 @@ class Topics:
         """``<base>/llm/state``: the LLM proxy's counts and models (status ``llm``), retained JSON."""
         return f"{self.base}/llm/state"
 
+    @property
+    def gpu(self) -> str:
+        """GPU load, temperature and power (retained JSON, ``null`` without amdgpu telemetry)."""
+        return f"{self.base}/gpu/telemetry"
+
     # commands (Home Assistant style "/set" topics)
     @property
     def mode_set(self) -> str:

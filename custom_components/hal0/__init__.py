@@ -9,6 +9,7 @@ from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN
 from .coordinator import Hal0ConfigEntry, Hal0Coordinator
+from .repairs import async_delete_all
 from .services import async_setup_services
 
 PLATFORMS = (
@@ -41,3 +42,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: Hal0ConfigEntry) -> bool
 async def async_unload_entry(hass: HomeAssistant, entry: Hal0ConfigEntry) -> bool:
     # The coordinator's shutdown (stream task included) runs when the entry unloads.
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: Hal0ConfigEntry) -> None:
+    """A removed bridge leaves no repair issues behind."""
+    async_delete_all(hass, entry.entry_id)

@@ -14,10 +14,11 @@ from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .api import Hal0Error
-from .const import DOMAIN
+from .const import CONF_SIZE, DOMAIN
 from .coordinator import Hal0ConfigEntry
 from .entity import Hal0Entity
 from .helpers import read_file, translate_error
+from .options import generation_defaults
 
 PARALLEL_UPDATES = 0
 
@@ -33,7 +34,8 @@ async def async_setup_entry(
 
 
 class Hal0AITaskEntity(Hal0Entity, ai_task.AITaskEntity):
-    """Generates images with the bridge's default model (the bridge switches the GPU as needed)."""
+    """Generates images with the entry's image options (else the bridge's defaults); the bridge switches
+    the GPU as needed."""
 
     _attr_supported_features = (
         ai_task.AITaskEntityFeature.GENERATE_IMAGE | ai_task.AITaskEntityFeature.SUPPORT_ATTACHMENTS
@@ -45,10 +47,12 @@ class Hal0AITaskEntity(Hal0Entity, ai_task.AITaskEntity):
         source = await self._source(task)
         client = self.coordinator.client
         try:
+            defaults = generation_defaults(self.coordinator.config_entry.options)
             if source is None:
-                result = await client.generate_image(task.instructions, response_format="b64_json")
-            else:
-                result = await client.edit_image(task.instructions, source, response_format="b64_json")
+                result = await client.generate_image(task.instructions, response_format="b64_json", **defaults)
+            else:  # an edit keeps its picture's own size unless told otherwise
+                defaults.pop(CONF_SIZE, None)
+                result = await client.edit_image(task.instructions, source, response_format="b64_json", **defaults)
         except Hal0Error as err:
             raise translate_error(err, self.coordinator) from err
         if not result.images:

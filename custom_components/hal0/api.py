@@ -107,6 +107,16 @@ class Switchover:
 
 
 @dataclass(frozen=True, slots=True)
+class Gpu:
+    """amdgpu telemetry (load %, edge temperature °C, power W); ``None`` parts the host lacks."""
+
+    card: str
+    busy_percent: float | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Slot:
     name: str
     group: str
@@ -132,6 +142,8 @@ class Status:
     llm_in_flight: int = 0
     llm_queued: int = 0
     updated_at: float | None = None
+    idle_restore_failures: int = 0
+    gpu: Gpu | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Status:
@@ -184,6 +196,17 @@ class Status:
             llm_in_flight=_int(llm.get("in_flight")) or 0,
             llm_queued=_int(llm.get("queued")) or 0,
             updated_at=_float(data.get("updated_at")),
+            idle_restore_failures=_int(data.get("idle_restore_failures")) or 0,
+            gpu=(
+                Gpu(
+                    card=str(gpu.get("card") or ""),
+                    busy_percent=_float(gpu.get("busy_percent")),
+                    temperature_c=_float(gpu.get("temperature_c")),
+                    power_w=_float(gpu.get("power_w")),
+                )
+                if isinstance(gpu := data.get("gpu"), dict)
+                else None
+            ),
         )
 
 
@@ -197,6 +220,17 @@ class BridgeInfo:
     models: tuple[str, ...]
     capabilities: tuple[str, ...]
     name: str = "hal0-bridge"
+    # API version 1 bridges sent none of these: they read as version 1, named by node_id, no discovery
+    api_version: int = 1
+    hostname: str | None = None
+    auth_required: bool = True
+    mqtt_enabled: bool = False
+    mqtt_discovery: bool = False
+
+    @property
+    def display_name(self) -> str:
+        """The hostname when the bridge says it (names only; ``node_id`` identifies)."""
+        return self.hostname or self.node_id
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BridgeInfo:
@@ -211,6 +245,11 @@ class BridgeInfo:
             ),
             capabilities=tuple(str(c) for c in data.get("capabilities") or []),
             name=data["name"],
+            api_version=1 if (version := _int(data.get("api_version"))) is None else version,
+            hostname=data["hostname"] if isinstance(data.get("hostname"), str) and data["hostname"] else None,
+            auth_required=data.get("auth_required") is not False,
+            mqtt_enabled=_obj(data.get("mqtt")).get("enabled") is True,
+            mqtt_discovery=_obj(data.get("mqtt")).get("discovery") is True,
         )
 
 
@@ -330,6 +369,10 @@ class Hal0Client:
     async def set_pin(self, pinned: bool) -> dict[str, Any]:
         return _obj(await self._request("POST", "/api/comfyui/pin", json_body={"pinned": pinned}, auth=True))
 
+    async def set_mqtt_discovery(self, enabled: bool) -> dict[str, Any]:
+        """``POST /api/mqtt/discovery`` (API version 2): the bridge's own HA MQTT discovery on/off."""
+        return _obj(await self._request("POST", "/api/mqtt/discovery", json_body={"enabled": enabled}, auth=True))
+
     async def cancel(self) -> dict[str, Any]:
         return _obj(await self._request("POST", "/api/comfyui/cancel", json_body={}, auth=True))
 
@@ -426,7 +469,8 @@ class Hal0Client:
             ) as resp:
                 if resp.status != 200:
                     raise Hal0ConnectionError(f"/api/events answered HTTP {resp.status}")
-                event, data_lines = "message", []
+                event = "message"
+                data_lines: list[str] = []
                 async for raw in resp.content:
                     line = raw.decode("utf-8", "replace").rstrip("\r\n")
                     if not line:

@@ -21,7 +21,8 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
 from .api import BridgeInfo, Hal0AuthError, Hal0Client, Hal0Error, SseEvent, Status
-from .const import DOMAIN, EVENT_HAL0, LOGGER, POLL_INTERVAL
+from .const import DOMAIN, EVENT_HAL0, LOGGER, POLL_INTERVAL, STREAM_BACKOFF_MAX_POLLS, STREAM_STABLE_AFTER
+from .repairs import async_check_bridge, async_check_status
 
 type Hal0ConfigEntry = ConfigEntry[Hal0Coordinator]
 
@@ -55,6 +56,9 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
         # False only during the poll right after the stream broke, so a bridge whose stream fails at
         # once is retried at the polling pace, not in a tight loop.
         self._resume_stream = True
+        # streams that ended soon after they opened, in a row, and the polls to wait before the next
+        self._stream_failures = 0
+        self._polls_before_stream = 0
         super().__init__(hass, LOGGER, config_entry=entry, name=DOMAIN, update_interval=POLL_INTERVAL)
 
     @property
@@ -79,6 +83,13 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
                 translation_key="node_mismatch",
                 translation_placeholders={"expected": str(self.config_entry.unique_id), "actual": self.info.node_id},
             )
+        if not async_check_bridge(self.hass, self.config_entry.entry_id, self.config_entry.title, self.info):
+            # retried with backoff: once the bridge is updated, the entry loads by itself
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="api_too_old",
+                translation_placeholders={"version": str(self.info.api_version)},
+            )
 
     async def _async_update_data(self) -> Status:
         """One poll; a successful poll while the stream is down starts the stream again."""
@@ -88,8 +99,9 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
             raise UpdateFailed(
                 translation_domain=DOMAIN, translation_key="cannot_connect", translation_placeholders={"error": str(err)}
             ) from err
-        if self._stream_task is None and self._resume_stream:
+        if self._stream_due():
             self._start_stream()
+        async_check_status(self.hass, self.config_entry.entry_id, self.config_entry.title, status)
         return status
 
     @callback
@@ -98,31 +110,66 @@ class Hal0Coordinator(DataUpdateCoordinator[Status]):
             self.hass, self._follow_stream(), f"{DOMAIN} {self.config_entry.title} events"
         )
 
+    def _stream_due(self) -> bool:
+        """Whether this successful poll starts the stream (not while backing off after quick failures)."""
+        if self._stream_task is not None or not self._resume_stream:
+            return False
+        if self._polls_before_stream > 0:
+            self._polls_before_stream -= 1
+            return False
+        return True
+
     async def _follow_stream(self) -> None:
-        """Follow the event stream until it ends, then fall back to polling at once."""
+        """Follow the event stream until it ends, then fall back to polling at once.
+
+        Whatever ends the stream -- the bridge going away, garbage on the wire, a bug in a parser --
+        the ``finally`` puts polling back, so the entry can never be left frozen with push off and
+        nothing polling. A stream that fails soon after it opened is retried with backoff.
+        """
+        started = time.monotonic()
         try:
-            async for event in self.client.events():
-                if self.update_interval is not None:
-                    LOGGER.debug("Event stream of %s connected; push updates on", self.config_entry.title)
-                    self.update_interval = None  # push: nothing to poll while the stream is up
-                self._handle_event(event)
-        except Hal0Error as err:
-            LOGGER.debug("Event stream of %s broke: %s", self.config_entry.title, err)
-        self._stream_task = None
-        self.update_interval = POLL_INTERVAL
-        if self.hass.is_stopping:
-            return
-        # Poll now: if the bridge is gone the entities go unavailable (with one log line).
-        self._resume_stream = False
-        try:
-            await self.async_refresh()
+            try:
+                async for event in self.client.events():
+                    if self.update_interval is not None:
+                        LOGGER.debug("Event stream of %s connected; push updates on", self.config_entry.title)
+                        self.update_interval = None  # push: nothing to poll while the stream is up
+                    self._handle_event(event)
+            except Hal0Error as err:
+                LOGGER.debug("Event stream of %s broke: %s", self.config_entry.title, err)
+            except Exception:  # noqa: BLE001 - a bug or an unexpected error type must not freeze the entry
+                log = LOGGER.warning if self._stream_failures == 0 else LOGGER.debug
+                log("Event stream of %s failed; polling instead", self.config_entry.title, exc_info=True)
+            finally:
+                self.update_interval = POLL_INTERVAL
+                self._note_stream_end(time.monotonic() - started)
+            if self.hass.is_stopping:
+                return
+            # Poll now: if the bridge is gone the entities go unavailable (with one log line).
+            self._resume_stream = False
+            try:
+                await self.async_refresh()
+            finally:
+                self._resume_stream = True
         finally:
-            self._resume_stream = True
+            # only now: no poll starts a second stream while this one is still polling
+            if self._stream_task is asyncio.current_task():
+                self._stream_task = None
+
+    def _note_stream_end(self, lasted: float) -> None:
+        """Back off after streams that end quickly: the n-th quick failure in a row waits for
+        2**(n-1) polls (capped); a stream that ran for a while is retried at the next poll."""
+        if lasted >= STREAM_STABLE_AFTER:
+            self._stream_failures = 0
+        else:
+            self._stream_failures += 1
+        self._polls_before_stream = min(2 ** max(self._stream_failures - 1, 0), STREAM_BACKOFF_MAX_POLLS) - 1
 
     @callback
     def _handle_event(self, event: SseEvent) -> None:
         if event.event == "status":
-            self.async_set_updated_data(Status.from_dict(event.data))
+            status = Status.from_dict(event.data)
+            async_check_status(self.hass, self.config_entry.entry_id, self.config_entry.title, status)
+            self.async_set_updated_data(status)
             return
         if event.event == "image_generated":
             urls = [u for u in event.data.get("urls") or [] if isinstance(u, str)]

@@ -1,4 +1,8 @@
-"""Base entity: one device per bridge, names from translation keys."""
+"""Base entity: one device per bridge, names from translation keys.
+
+Identity is the bridge's ``node_id`` (unique ids, device identifier); the device's name -- and so the
+entity ids HA derives from it -- is the bridge's hostname, which may change without breaking anything.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ class Hal0Entity(CoordinatorEntity[Hal0Coordinator]):
         self._attr_unique_id = f"{info.node_id}_{description.key}"
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, info.node_id)},
-            name=f"hal0 {info.node_id}",
+            name=f"hal0 {info.display_name}",
             manufacturer="hal0",
             model="hal0-bridge",
             sw_version=info.version or None,

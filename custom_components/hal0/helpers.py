@@ -48,7 +48,7 @@ def hal0_exception_handler[_EntityT: Hal0Entity, **_P](
 ) -> Callable[Concatenate[_EntityT, _P], Coroutine[Any, Any, None]]:
     """Decorate entity commands: client errors become translated HomeAssistantErrors."""
 
-    async def handler(self: _EntityT, *args: _P.args, **kwargs: _P.kwargs) -> None:
+    async def handler(self: _EntityT, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
         try:
             await func(self, *args, **kwargs)
         except Hal0Error as err:
@@ -80,11 +80,11 @@ async def async_read_image(hass: HomeAssistant, ref: str) -> bytes:
     ``ai_task`` resolves them; other sources must resolve to a local file) or a path Home Assistant is
     allowed to read (``allowlist_external_dirs``, the media folders)."""
     if ref.startswith("media-source://"):
-        for integration in (camera, image):
-            prefix = f"media-source://{integration.DOMAIN}/"
-            if ref.startswith(prefix):
-                snapshot = await integration.async_get_image(hass, ref.removeprefix(prefix))
-                return snapshot.content
+        camera_prefix, image_prefix = "media-source://camera/", "media-source://image/"
+        if ref.startswith(camera_prefix):
+            return (await camera.async_get_image(hass, ref.removeprefix(camera_prefix))).content
+        if ref.startswith(image_prefix):
+            return (await image.async_get_image(hass, ref.removeprefix(image_prefix))).content
         try:
             media = await media_source.async_resolve_media(hass, ref, None)
         except HomeAssistantError as err:

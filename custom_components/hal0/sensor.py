@@ -1,4 +1,7 @@
-"""Sensors: engine state, render queue, LLM requests, GPU (GTT) and RAM memory, render progress, idle-restore."""
+"""Sensors: engine state, render queue, LLM requests, GPU (GTT) and RAM memory, render progress, idle-restore, and
+GPU load, temperature and power where the bridge's host has amdgpu telemetry (diagnostic, disabled by
+default). The bridge publishes gauges at a resolution and rate-limits drift (``[telemetry]``), so
+these sensors write few recorder rows."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import PERCENTAGE, EntityCategory, UnitOfInformation
+from homeassistant.const import PERCENTAGE, EntityCategory, UnitOfInformation, UnitOfPower, UnitOfTemperature
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
@@ -112,10 +115,50 @@ SENSORS: tuple[Hal0SensorDescription, ...] = (
 )
 
 
+GPU_SENSORS: tuple[Hal0SensorDescription, ...] = (
+    Hal0SensorDescription(
+        key="gpu_busy",
+        translation_key="gpu_busy",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.gpu.busy_percent if s.gpu else None,
+    ),
+    Hal0SensorDescription(
+        key="gpu_temperature",
+        translation_key="gpu_temperature",
+        device_class=SensorDeviceClass.TEMPERATURE,
+        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.gpu.temperature_c if s.gpu else None,
+    ),
+    Hal0SensorDescription(
+        key="gpu_power",
+        translation_key="gpu_power",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.gpu.power_w if s.gpu else None,
+    ),
+)
+
+
 async def async_setup_entry(
     hass: HomeAssistant, entry: Hal0ConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
-    async_add_entities(Hal0Sensor(entry.runtime_data, d) for d in SENSORS)
+    coordinator = entry.runtime_data
+    descriptions = SENSORS
+    if coordinator.data.gpu is not None:  # only where the bridge's host has amdgpu telemetry
+        descriptions += GPU_SENSORS
+    async_add_entities(Hal0Sensor(coordinator, d) for d in descriptions)
 
 
 class Hal0Sensor(Hal0Entity, SensorEntity):

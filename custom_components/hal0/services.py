@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
 import voluptuous as vol
 
@@ -34,15 +34,7 @@ from .const import (
 )
 from .coordinator import Hal0ConfigEntry
 from .helpers import async_read_image, translate_error
-
-SIZE_RE = re.compile(r"^(auto|[1-9][0-9]{1,4}x[1-9][0-9]{1,4})$")
-
-
-def _size(value: object) -> str:
-    if not isinstance(value, str) or not SIZE_RE.match(value):
-        raise vol.Invalid("expected WIDTHxHEIGHT (e.g. 1024x1024) or auto")
-    return value
-
+from .options import generation_defaults, valid_size
 
 SWITCHOVER_SCHEMA = vol.Schema(
     {
@@ -58,7 +50,7 @@ GENERATE_IMAGE_SCHEMA = vol.Schema(
         vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
         vol.Required(ATTR_PROMPT): vol.All(cv.string, vol.Length(min=1)),
         vol.Optional(ATTR_MODEL): cv.string,
-        vol.Optional(ATTR_SIZE): _size,
+        vol.Optional(ATTR_SIZE): valid_size,
         vol.Optional(ATTR_N): vol.All(vol.Coerce(int), vol.Range(min=1, max=64)),
         vol.Optional(ATTR_SEED): vol.All(vol.Coerce(int), vol.Range(min=0)),
         vol.Optional(ATTR_STEPS): vol.All(vol.Coerce(int), vol.Range(min=1, max=200)),
@@ -104,10 +96,18 @@ async def _switchover(call: ServiceCall) -> ServiceResponse:
 async def _generate_image(call: ServiceCall) -> ServiceResponse:
     """A generation, or with ``image`` an edit of that picture (``strength``: how much is repainted)."""
     coordinator = _entry(call.hass, call).runtime_data
-    extras = {k: call.data.get(k) for k in (ATTR_MODEL, ATTR_SIZE, ATTR_N, ATTR_SEED, ATTR_STEPS, ATTR_CFG, ATTR_NEGATIVE_PROMPT)}
     ref = call.data.get(ATTR_IMAGE)
     if ref is None and ATTR_STRENGTH in call.data:
         raise ServiceValidationError(translation_domain=DOMAIN, translation_key="strength_needs_image")
+    # what the call names wins; the entry's options fill in the rest (then the bridge's defaults)
+    extras: dict[str, Any] = generation_defaults(coordinator.config_entry.options, call.data.get(ATTR_MODEL))
+    if ref is not None:
+        extras.pop(ATTR_SIZE, None)  # an edit keeps its picture's own size unless the call names one
+    extras.update(
+        (k, call.data[k])
+        for k in (ATTR_MODEL, ATTR_SIZE, ATTR_N, ATTR_SEED, ATTR_STEPS, ATTR_CFG, ATTR_NEGATIVE_PROMPT)
+        if k in call.data
+    )
     source = await async_read_image(call.hass, ref) if ref is not None else None
     try:
         if source is None:

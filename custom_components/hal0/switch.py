@@ -30,10 +30,13 @@ class Hal0PinSwitch(Hal0Entity, SwitchEntity):
     def is_on(self) -> bool:
         return self.coordinator.data.pinned
 
-    @hal0_exception_handler
     async def async_turn_on(self, **kwargs: Any) -> None:
-        await self.coordinator.client.set_pin(True)
+        await self._set_pin(True)
 
-    @hal0_exception_handler
     async def async_turn_off(self, **kwargs: Any) -> None:
-        await self.coordinator.client.set_pin(False)
+        await self._set_pin(False)
+
+    # decorated apart from turn_on/off: their **kwargs could carry "self", which the typed decorator forbids
+    @hal0_exception_handler
+    async def _set_pin(self, pinned: bool) -> None:
+        await self.coordinator.client.set_pin(pinned)

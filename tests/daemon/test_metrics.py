@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 from hal0_bridge.app import create_app
+from hal0_bridge.http.server import BRIDGE_KEY
 from hal0_bridge.metrics import Metrics
 from hal0_bridge.status import Memory
 from prometheus_client.parser import text_string_to_metric_families
@@ -57,9 +58,14 @@ async def test_gauges_show_the_snapshot(api: TestClient, standin: ComfyStandIn) 
     samples = await scrape_until(api, lambda s: value(s, "hal0_comfyui_reachable") == 1, "ComfyUI seen")
     samples = await scrape_until(api, lambda s: value(s, "hal0_ram_total_bytes") is not None, "memory read")
 
-    settings = standin.settings
-    assert value(samples, "hal0_ram_total_bytes") == settings.ram_total
-    assert value(samples, "hal0_ram_used_bytes") == settings.ram_total - settings.ram_free
+    settings, memory = standin.settings, api.app[BRIDGE_KEY].hub.status.memory
+    assert memory.ram_total is not None and memory.ram_used is not None
+    assert value(samples, "hal0_ram_total_bytes") == memory.ram_total
+    assert value(samples, "hal0_ram_used_bytes") == memory.ram_used
+    # the snapshot holds ComfyUI's numbers in whole [telemetry] memory_step_gib steps (0.01 GiB)
+    step = 0.01 * 1024**3
+    assert abs(memory.ram_total - settings.ram_total) <= step
+    assert abs(memory.ram_used - (settings.ram_total - settings.ram_free)) <= step
     assert value(samples, "hal0_gtt_total_bytes") is not None
     # no img slot: ComfyUI is the only GPU user, so the mode is generation (docs/decisions.md)
     assert value(samples, "hal0_mode", mode="generation") == 1

@@ -40,6 +40,14 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 
 
 @pytest.fixture(autouse=True)
+def machine_name(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The name the bridge reads from the machine (its display name), the same on every test machine,
+    so entity ids (derived from the device name) read ``hal0_testnode_...`` everywhere."""
+    monkeypatch.setattr(socket, "gethostname", lambda: NODE_ID)
+    return NODE_ID
+
+
+@pytest.fixture(autouse=True)
 async def ai_task_ready(hass: HomeAssistant, tmp_path: Path) -> None:
     """What a real instance has for the ai_task platform: the core component and a media folder."""
     hass.config.media_dirs = {"local": str(tmp_path / "media")}

@@ -1,6 +1,7 @@
 """docs/home-assistant-dashboard.yaml and its package docs/home-assistant-generate.yaml against a real
-Home Assistant and a real bridge (node_id "strix", the one the dashboard is written for): it parses,
-every entity and action it names exists, and its Generate button really renders an image."""
+Home Assistant and a real bridge on a host named "strix" (the device is named by the bridge's hostname,
+so its entity ids are the ones the dashboard is written for): it parses, every entity and action it
+names exists, and its Generate button really renders an image."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
+from hal0_bridge import identity
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 from homeassistant.util.yaml import load_yaml
@@ -20,6 +23,12 @@ PACKAGE = REPO / "docs" / "home-assistant-generate.yaml"
 NODE = "strix"
 # Home Assistant's own card types (the dashboard must work without custom cards)
 CORE_CARDS = {"tile", "entities", "grid", "gauge", "glance", "picture-entity", "buttons", "vertical-stack"}
+
+
+@pytest.fixture(autouse=True)
+def host_named_strix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bridge's host is "strix" (what /api/info says as hostname, and so the device's name)."""
+    monkeypatch.setattr(identity, "hostname", lambda: NODE)
 
 
 def walk(node: Any) -> Any:

@@ -105,6 +105,7 @@ async def test_switching_sensor_is_on_while_the_switch_runs(hass: HomeAssistant,
 
     unsub = async_track_state_change_event(hass, eid(hass, "binary_sensor", "switching"), record)
     await switch_to(hass, full_bridge, "generation")
+    await hass.async_block_till_done()  # the last state change's listeners have run
     unsub()
 
     assert seen == [STATE_ON, STATE_OFF]

@@ -20,7 +20,7 @@ from hal0_bridge.mqtt.bridge import MqttBridge
 from hal0_bridge.mqtt.payloads import state_payloads
 from hal0_bridge.mqtt.discovery import discovery_payload
 from hal0_bridge.mqtt.topics import Topics
-from hal0_bridge.status import Memory, Queue, Status, StatusHub, Switchover
+from hal0_bridge.status import Gpu, LlmStatus, Memory, Queue, Status, StatusHub, Switchover
 
 from tests.support.mosquitto import Mosquitto, MqttProbe, have_mosquitto
 
@@ -104,6 +104,7 @@ async def test_each_component_passes_its_platform_schema_without_losing_keys(has
         ("ram_total", {"ram_total": None}, "None"),  # HA's MQTT sensor reads "None" as unknown
         ("switching", {"active": True}, "ON"),
         ("switching", {"active": False}, "OFF"),
+        ("gpu_busy", None, "None"),  # a host without amdgpu telemetry publishes null
     ],
 )
 async def test_value_templates_turn_our_json_into_the_entity_state(hass, payload, component, value_json, state):
@@ -118,11 +119,14 @@ async def test_every_entity_reads_its_state_from_what_the_bridge_publishes(hass,
         queue=Queue(running=1, pending=2),
         memory=Memory(gtt_used=2 * GIB, gtt_total=96 * GIB, ram_used=GIB // 2, ram_total=None),
         switchover=Switchover(active=True, target="generation"),
+        gpu=Gpu(card="card1", busy_percent=35.0, temperature_c=51.0, power_w=None),
+        llm=LlmStatus(in_flight=2, queued=5, models=("qwen",)),
     )
     published = {topic: body.decode() for topic, body in state_payloads(T, status.to_dict()).items()}
     expected = {
         "mode": "generation", "pinned": "ON", "engine": "generating", "queue_running": "1", "queue_pending": "2",
         "gtt_used": "2.0", "gtt_total": "96.0", "ram_used": "0.5", "ram_total": "None", "switching": "ON",
+        "gpu_busy": "35.0", "gpu_temperature": "51.0", "gpu_power": "None", "llm_in_flight": "2", "llm_queued": "5",
     }  # fmt: skip
     for name, component in payload["components"].items():
         body = published[component["state_topic"]]
@@ -137,7 +141,8 @@ def test_payload_has_the_required_entities_with_unique_ids(payload):
     assert platforms["mode"] == "select"
     assert platforms["pinned"] == "switch"
     assert platforms["switching"] == "binary_sensor"
-    assert {"engine", "queue_running", "queue_pending", "gtt_used", "gtt_total", "ram_used", "ram_total"} <= {
+    assert {"engine", "queue_running", "queue_pending", "gtt_used", "gtt_total", "ram_used", "ram_total",
+            "llm_in_flight", "llm_queued"} <= {
         n for n, p in platforms.items() if p == "sensor"
     }
     unique_ids = [c["unique_id"] for c in components.values()]
@@ -152,6 +157,7 @@ def test_payload_points_at_the_bridges_own_topics(payload):
     assert (components["pinned"]["state_topic"], components["pinned"]["command_topic"]) == (T.pinned, T.pin_set)
     assert components["switching"]["state_topic"] == T.switchover
     assert components["gtt_used"]["state_topic"] == T.memory
+    assert components["llm_queued"]["state_topic"] == T.llm_state
 
 
 def test_payload_carries_origin_and_device_without_secrets(payload):
@@ -232,3 +238,99 @@ async def test_discovery_is_published_again_when_home_assistant_comes_online(bro
     finally:
         await bridge.stop()
     assert msg.json()["device"]["identifiers"] == [f"hal0_bridge_{NODE}"]
+
+
+# --------------------------------------------------------------------------- turned off through the API
+
+TOKEN = "discovery-test-token-0123"
+
+
+def _app_config(broker: Mosquitto, state_dir: Path, *, discovery_on: bool = True) -> Any:
+    return build(
+        {
+            "server": {"token": TOKEN, "state_dir": str(state_dir)},
+            "comfyui": {"url": "http://127.0.0.1:9", "probe_interval": 5.0},
+            "mqtt": {"host": broker.host, "port": broker.port, "node_id": NODE, "discovery": discovery_on},
+        }
+    )
+
+
+async def _connected_app(aiohttp_client: Any, config: Any) -> Any:
+    from hal0_bridge.app import create_app
+    from hal0_bridge.http.server import BRIDGE_KEY
+
+    api = await aiohttp_client(create_app(config))
+    await asyncio.wait_for(api.app[BRIDGE_KEY].mqtt.wait_connected(), CONNECT_TIMEOUT)
+    return api
+
+
+async def test_the_api_turns_discovery_off_and_a_restart_keeps_it_off(
+    aiohttp_client: Any, broker: Mosquitto, probe: MqttProbe, tmp_path: Path
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    api = await _connected_app(aiohttp_client, _app_config(broker, tmp_path / "state"))
+    await probe.wait_for(T.discovery, lambda m: m.payload != b"")
+
+    answer = await api.post("/api/mqtt/discovery", json={"enabled": False}, headers=auth)
+
+    assert answer.status == 200
+    assert await answer.json() == {"enabled": False, "source": "api"}
+    removed = await probe.wait_for(T.discovery, lambda m: m.payload == b"")
+    assert removed.retain
+    info = await (await api.get("/api/info")).json()
+    assert info["mqtt"]["discovery"] is False
+    await api.close()
+
+    # the config file still says discovery = true; the choice made through the API wins
+    probe.clear()
+    again = await _connected_app(aiohttp_client, _app_config(broker, tmp_path / "state"))
+    msg = await probe.wait_for(T.discovery)
+    assert msg.payload == b""
+    assert (await (await again.get("/api/info")).json())["mqtt"]["discovery"] is False
+
+
+async def test_the_api_turns_discovery_back_on(
+    aiohttp_client: Any, broker: Mosquitto, probe: MqttProbe, tmp_path: Path
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    api = await _connected_app(aiohttp_client, _app_config(broker, tmp_path / "state", discovery_on=False))
+    await probe.wait_for(T.discovery, lambda m: m.payload == b"")
+
+    answer = await api.post("/api/mqtt/discovery", json={"enabled": True}, headers=auth)
+
+    assert await answer.json() == {"enabled": True, "source": "api"}
+    msg = await probe.wait_for(T.discovery, lambda m: m.payload != b"")
+    assert msg.json()["device"]["identifiers"] == [f"hal0_bridge_{NODE}"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        ({"enabled": False}, {}, 401, "auth.unauthorized"),
+        ({"enabled": "no"}, {"Authorization": f"Bearer {TOKEN}"}, 422, "mqtt.invalid_discovery"),
+        ({"enabled": False, "extra": 1}, {"Authorization": f"Bearer {TOKEN}"}, 422, "mqtt.invalid_discovery"),
+        ([], {"Authorization": f"Bearer {TOKEN}"}, 422, "mqtt.invalid_discovery"),
+    ],
+)
+async def test_the_discovery_route_refuses_bad_requests(
+    aiohttp_client: Any, broker: Mosquitto, tmp_path: Path, body: Any, headers: dict[str, str], status: int, code: str
+) -> None:
+    api = await _connected_app(aiohttp_client, _app_config(broker, tmp_path / "state"))
+
+    answer = await api.post("/api/mqtt/discovery", json=body, headers=headers)
+
+    assert answer.status == status
+    assert (await answer.json())["error"]["code"] == code
+    assert not (tmp_path / "state" / "mqtt_discovery.json").exists()
+
+
+async def test_the_discovery_route_says_so_when_mqtt_is_off(aiohttp_client: Any, tmp_path: Path) -> None:
+    from hal0_bridge.app import create_app
+
+    config = build({"server": {"token": TOKEN, "state_dir": str(tmp_path)}, "comfyui": {"url": "http://127.0.0.1:9"}})
+    api = await aiohttp_client(create_app(config))
+
+    answer = await api.post("/api/mqtt/discovery", json={"enabled": False}, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert answer.status == 409
+    assert (await answer.json())["error"]["code"] == "mqtt.disabled"
