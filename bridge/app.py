@@ -11,6 +11,7 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -42,6 +43,9 @@ from .mqtt.setting import DiscoverySetting
 from .signing import UrlSigner, load_or_create_key
 from .status import StatusHub
 
+if TYPE_CHECKING:
+    from .mqtt.bridge import MqttBridge  # imported at run time only when MQTT is on (paho)
+
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -68,7 +72,7 @@ class Bridge:
         self.session: aiohttp.ClientSession | None = None
         self.slots: SlotManager | None = None
         self.arbiter: Arbiter | None = None
-        self.mqtt = None  # created in start() when [mqtt] host is set
+        self.mqtt: MqttBridge | None = None  # created in start() when [mqtt] host is set
         self.images: ImageService | None = None
         self.gpu = GpuTelemetry(telemetry, self.hub, telemetry.sysfs_root)
         self.commands: Commands | None = None

@@ -25,7 +25,7 @@ from .images.request import ImageRequest, with_source
 from .images.request import parse as parse_image_request
 from .images.service import ImageService
 from .mqtt.setting import DiscoverySetting
-from .status import StatusHub
+from .status import Mode, StatusHub
 
 MODES = ("generation", "inference")
 SWITCH_FIELDS = frozenset({"mode", "force", "pin"})
@@ -42,7 +42,7 @@ def _refuse_unknown(body: dict[str, Any], known: frozenset[str]) -> None:
         )
 
 
-def parse_switch_body(body: Any) -> tuple[str, bool, bool | None]:
+def parse_switch_body(body: Any) -> tuple[Mode, bool, bool | None]:
     """``{mode, force?, pin?}``: a bad shape or value is 422 ``comfyui.invalid_mode`` naming the field, an
     unknown field 422 ``request.unknown_field``."""
     if not isinstance(body, dict):
@@ -64,7 +64,7 @@ def parse_switch_body(body: Any) -> tuple[str, bool, bool | None]:
         raise ApiError(errors.INVALID_MODE, "pin must be true or false", param="pin")
     if pin and mode != "generation":
         raise ApiError(errors.INVALID_MODE, "pin only applies to generation mode", param="pin")
-    return mode, force, pin
+    return ("generation" if mode == "generation" else "inference"), force, pin
 
 
 def parse_discovery_body(body: Any) -> bool:
@@ -72,7 +72,8 @@ def parse_discovery_body(body: Any) -> bool:
         raise ApiError(
             errors.INVALID_DISCOVERY, "body must be {\"enabled\": true} or {\"enabled\": false}", param="enabled"
         )
-    return body["enabled"]
+    enabled: bool = body["enabled"]
+    return enabled
 
 
 def parse_pin_body(body: Any) -> bool:

@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,22 +56,24 @@ def _int(min: int | None = None, max: int | None = None) -> Callable[[Any], int]
     would otherwise bind port 1. Every integer key uses this one check."""
 
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise vol.Invalid("expected an integer")
-        return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise vol.Invalid("expected an integer")
 
-    return vol.All(check, vol.Range(min=min, max=max))
+    validator: Callable[[Any], int] = vol.All(check, vol.Range(min=min, max=max))
+    return validator
 
 
 def _number(min: float | None = None, max: float | None = None) -> Callable[[Any], int | float]:
     """An integer or float key; booleans are refused (see :func:`_int`)."""
 
     def check(value: Any) -> int | float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise vol.Invalid("expected a number")
-        return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        raise vol.Invalid("expected a number")
 
-    return vol.All(check, vol.Range(min=min, max=max))
+    validator: Callable[[Any], int | float] = vol.All(check, vol.Range(min=min, max=max))
+    return validator
 
 
 def normalize_origin(text: str) -> str:
@@ -554,7 +556,7 @@ def _plain(value: Any) -> Any:
 
 
 def _fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    return {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+    return {f.name: data[f.name] for f in fields(cls) if f.name in data}
 
 
 def _default_state_dir() -> Path:

@@ -198,8 +198,8 @@ class ComfyUIClient:
             error = body.get("error")
             if not isinstance(error, dict):  # older ComfyUI answered {"error": "text"}
                 error = {"type": "invalid_prompt", "message": str(error or "invalid prompt")}
-            node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
-            raise ComfyRejected(error, node_errors, status=status)
+            node_errors = body.get("node_errors")
+            raise ComfyRejected(error, node_errors if isinstance(node_errors, dict) else {}, status=status)
         body = self._ok_json(status, body, "/prompt")
         if not isinstance(body, dict) or not isinstance(body.get("prompt_id"), str):
             raise ComfyServerError(status, json.dumps(body), path="/prompt")
@@ -233,6 +233,7 @@ class ComfyUIClient:
         status, body = await self._call("GET", "/view", params=params, expect="bytes")
         if status != 200:
             raise ComfyServerError(status, body.decode("utf-8", "replace"), path=f"/view {ref.filename}")
+        assert isinstance(body, bytes)  # expect="bytes"
         return body
 
     async def upload_image(

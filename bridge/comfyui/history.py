@@ -16,7 +16,8 @@ def result_from_history(prompt_id: str, entry: dict[str, Any] | None) -> RunResu
     """
     if not isinstance(entry, dict):
         return None
-    status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
+    raw_status = entry.get("status")
+    status: dict[str, Any] = raw_status if isinstance(raw_status, dict) else {}
     messages = [
         (m[0], m[1])
         for m in status.get("messages") or []
@@ -36,7 +37,8 @@ def result_from_history(prompt_id: str, entry: dict[str, Any] | None) -> RunResu
         return ComfyExecutionFailed(
             prompt_id, {"exception_message": f"ComfyUI's history does not record a success (status {status!r})"}
         )
-    outputs = entry.get("outputs") if isinstance(entry.get("outputs"), dict) else {}
+    raw_outputs = entry.get("outputs")
+    outputs: dict[str, Any] = raw_outputs if isinstance(raw_outputs, dict) else {}
     cached = set(by_type.get("execution_cached", {}).get("nodes") or [])
     timings: dict[str, float] = {}
     start, end = by_type.get("execution_start", {}), by_type.get("execution_success", {})

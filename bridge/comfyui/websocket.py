@@ -241,7 +241,7 @@ class ComfyWebsocket:
                 return
             tracker = self.track(prompt_id, now=now)
         tracker.touch(now)
-        handler = _HANDLERS.get(kind)
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is not None:
             handler(self, tracker, data, now)
 
@@ -468,6 +468,7 @@ class ComfyWebsocket:
                         prompt_id=tracker.prompt_id,
                     )
             await self._wait_changed(tracker, cfg.history_poll_interval)
+        assert tracker.outcome is not None  # the loop ends only once it is set
         return tracker.outcome
 
     def _settle_from_history(self, tracker: Tracker, outcome: RunResult | ComfyUIError) -> None:

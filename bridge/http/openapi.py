@@ -97,7 +97,7 @@ def schema_of(hint: Any) -> Json:
         return {"type": "array", "items": schema_of(args[0])}
     if origin is dict:
         return {"type": "object", "additionalProperties": schema_of(args[1])}
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return {"$ref": f"#/components/schemas/{hint.__name__}"}
     raise TypeError(f"no JSON schema for {hint!r}")
 
@@ -463,7 +463,10 @@ def ref_llm_request() -> Json:
 def operations(config: Config, catalogue: Catalogue) -> dict[str, dict[str, Json]]:
     """path -> method -> operation (without security and its errors: :func:`add_trust` adds them from
     the route policies)."""
-    ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
+
+    def ref(name: str) -> Json:
+        return {"$ref": f"#/components/schemas/{name}"}
+
     switch_body = _obj(
         {"mode": {"enum": list(MODES)}, "force": BOOLEAN, "pin": {"type": ["boolean", "null"]}},
         ["mode"],
@@ -660,7 +663,7 @@ def _merge_errors(op: Json, *codes: ErrorCode) -> None:
             have["description"] = ", ".join(names)
 
 
-SECURITY_OF = {
+SECURITY_OF: dict[Access, list[Json]] = {
     Access.OPEN: [],
     Access.TOKEN: [{"bearer": []}],
     Access.SIGNED: [{"bearer": []}, {"signedUrl": []}],

@@ -114,8 +114,8 @@ def parse_size(value: Any, spec: ModelSpec, image: ImageConfig) -> tuple[int, in
     if value is None or value == "auto":
         if spec.size:
             return spec.size
-        width, height = image.default_size.split("x")
-        return int(width), int(height)
+        default_w, default_h = image.default_size.split("x")
+        return int(default_w), int(default_h)
     if not isinstance(value, str):
         raise ApiError(errors.INVALID_SIZE, "size must be a string like \"1024x1024\" or \"auto\"", param="size")
     match = SIZE_RE.match(value.strip(" \t").lower())  # the OpenAPI pattern says the same

@@ -208,7 +208,7 @@ class WorkflowRenderer:
         filename = template_filename(template)
         text = self._render_text(template, filename, params)
         try:
-            graph = json.loads(text)
+            graph: dict[str, Any] = json.loads(text)
         except json.JSONDecodeError as err:
             start = max(err.pos - 40, 0)
             raise _invalid(

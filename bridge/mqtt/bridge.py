@@ -30,7 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from .. import errors
 from ..config import Config
 from ..errors import ApiError
-from ..status import StatusHub
+from ..status import StatusHub, Subscription
 from .discovery import discovery_payload
 from .payloads import Reply, parse_mode_set, parse_pin_set, parse_request, payload_text, state_payloads, to_json
 from .setting import DiscoverySetting
@@ -76,7 +76,7 @@ class MqttBridge:
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._workers: list[asyncio.Task[Any]] = []
-        self._subscription = None
+        self._subscription: Subscription | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -494,7 +494,7 @@ class MqttBridge:
         }
         properties = None
         if self._v5 and reply.correlation is not None:
-            properties = Properties(PacketTypes.PUBLISH)
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho's own
             properties.CorrelationData = reply.correlation
         if not self._connected:
             _LOGGER.info("MQTT: broker gone, %s answer dropped: %s", reply.action, payload["status"])
