@@ -754,7 +754,7 @@ def build_document(
                                "description": "server.token as ?token=, only on /api/events (EventSource)"},
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
                                   "description": "browsers on /comfyui/: opening /comfyui/?token=<server.token> "
-                                                 "once answers 303 with this cookie (HttpOnly, SameSite=Strict)"},
+                                                 "once answers 303 with this cookie (HttpOnly, SameSite=Lax, Path=/comfyui)"},
             },
         },
         "x-error-codes": [

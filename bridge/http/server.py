@@ -49,6 +49,7 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TOKEN_PARAM = "token"
 SESSION_COOKIE = "hal0_session"
 SESSION_MAX_AGE = 30 * 24 * 3600  # seconds a browser keeps its session cookie
+SESSION_PATH = "/comfyui"  # the only routes that take it (Access.BROWSER)
 CORS_METHODS = "GET, HEAD, POST"
 CORS_HEADERS = "Authorization, Content-Type"
 CORS_MAX_AGE = "600"
@@ -230,12 +231,14 @@ def _session_ok(request: web.Request, token: str) -> bool:
 
 def _start_session(request: web.Request, token: str) -> web.Response:
     """``GET ...?token=<token>`` on a browser route: 303 to the same URL without the token, with the
-    session cookie (HttpOnly, SameSite=Strict: no other site's page can make the browser send it)."""
+    session cookie for ``/comfyui`` only. HttpOnly; SameSite=Lax: a link from another site (the Home
+    Assistant dashboard) opens the UI, while no other site's page can send it with a POST or a fetch
+    (and the Origin rule refuses foreign pages anyway)."""
     location = request.rel_url.without_query_params(TOKEN_PARAM)
     response = web.Response(status=303, headers={"Location": str(location), "Cache-Control": "no-store"})
     response.set_cookie(
-        SESSION_COOKIE, session_value(token), max_age=SESSION_MAX_AGE, path="/", httponly=True,
-        samesite="Strict", secure=request.secure,
+        SESSION_COOKIE, session_value(token), max_age=SESSION_MAX_AGE, path=SESSION_PATH, httponly=True,
+        samesite="Lax", secure=request.secure,
     )  # fmt: skip
     return response
 

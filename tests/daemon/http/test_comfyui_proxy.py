@@ -141,7 +141,7 @@ async def test_a_browser_opens_a_session_once_with_the_token_in_the_url(
     assert opened.status == 303 and opened.headers["Location"] == "/comfyui/?tab=queue"  # the token leaves the URL
     cookie = opened.cookies["hal0_session"]
     assert cookie.value and "t0ken" not in cookie.value  # derived from the token, not the token
-    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
+    assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/comfyui"
     page = await api.get("/comfyui/")  # the client's cookie jar now sends the session, no header
     assert page.status == 200 and page.content_type == "text/html"
     async with api.session.ws_connect(api.make_url("/comfyui/ws?clientId=ui-2")) as ws:  # the UI's websocket too
