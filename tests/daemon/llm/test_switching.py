@@ -295,16 +295,25 @@ async def test_an_llm_demand_waits_for_the_render_in_flight_and_holds_new_render
 # ------------------------------------------------------------------------------ slots that are not there
 
 
-async def test_a_call_to_a_dead_slot_brings_it_back_and_is_answered(llm_rig: RigFactory) -> None:
-    """Supervision waits its backoff (60 s here); the call does not: inference with a saved slot down is
-    not settled, so the call's switch to inference starts the slot again and the call is answered."""
-    rig = await llm_rig(arbiter={"restart_backoff": 60.0, "restart_backoff_max": 60.0})
+SLOW_SUPERVISION = {"restart_backoff": 60.0, "restart_backoff_max": 60.0}  # no restart while a test looks
+
+
+async def kill_chat(rig: LlmRig) -> tuple[Any, int]:
+    """SIGKILL the chat slot's llama-server and wait until the bridge saw it die: (slot, dead pid)."""
     assert rig.bridge.slots is not None
     slot = rig.bridge.slots.get("chat")
     assert slot is not None and slot.backend.pid is not None  # type: ignore[union-attr]
-    dead_pid = slot.backend.pid  # type: ignore[union-attr]
-    os.killpg(dead_pid, signal.SIGKILL)
+    pid: int = slot.backend.pid  # type: ignore[union-attr]
+    os.killpg(pid, signal.SIGKILL)
     await rig.until(lambda: slot.state in ("offline", "error"), "slot seen dead")
+    return slot, pid
+
+
+async def test_a_call_to_a_dead_slot_brings_it_back_and_is_answered(llm_rig: RigFactory) -> None:
+    """Supervision waits its backoff (60 s here); the call does not: inference with a saved slot down is
+    not settled, so the call's switch to inference starts the slot again and the call is answered."""
+    rig = await llm_rig(arbiter=SLOW_SUPERVISION)
+    slot, dead_pid = await kill_chat(rig)
     seen, collector = await collect(rig)
 
     resp = await rig.api.post("/v1/chat/completions", json=CHAT)
@@ -321,13 +330,9 @@ async def test_a_dead_slot_that_cannot_start_is_an_error_not_a_refused_connectio
 ) -> None:
     model = tmp_path / "vanishing.gguf"
     shutil.copy(tiny_model, model)
-    rig = await llm_rig(model=model, arbiter={"restart_backoff": 60.0, "restart_backoff_max": 60.0})
-    assert rig.bridge.slots is not None
-    slot = rig.bridge.slots.get("chat")
-    assert slot is not None and slot.backend.pid is not None  # type: ignore[union-attr]
+    rig = await llm_rig(model=model, arbiter=SLOW_SUPERVISION)
     model.unlink()  # the running server keeps its mapping; a new one cannot load the model
-    os.killpg(slot.backend.pid, signal.SIGKILL)  # type: ignore[union-attr]
-    await rig.until(lambda: slot.state in ("offline", "error"), "slot seen dead")
+    await kill_chat(rig)
 
     resp = await rig.api.post("/v1/chat/completions", json=CHAT)
 
