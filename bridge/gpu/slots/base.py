@@ -7,8 +7,9 @@ starts fast and backs off a little, so it adds well under 100 ms to any wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -24,6 +25,36 @@ Phase = Literal["running", "starting", "stopping", "stopped", "failed"]
 
 class SlotError(Exception):
     """A slot did not do what was asked in time (will not start, stop or get ready)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CliResult:
+    rc: int
+    out: str
+    err: str
+
+    def message(self) -> str:
+        return self.err or self.out.strip() or f"exit {self.rc}"
+
+
+async def run_cli(argv: Sequence[str], timeout: float, *, shown: int | None = None) -> CliResult:
+    """Run a management CLI (``systemctl``, ``podman``, ``docker``) without stdin, bounded by ``timeout``:
+    one that cannot start or does not return is a :class:`SlotError` (a hung one is killed first).
+    ``shown``: how many words of ``argv`` the timeout message names (default: all)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+    except OSError as exc:
+        raise SlotError(f"cannot run {argv[0]}: {exc}") from exc
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise SlotError(f"{' '.join(argv[:shown])} did not return within {timeout:g}s") from None
+    return CliResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace").strip())
 
 
 @dataclass(frozen=True, slots=True)

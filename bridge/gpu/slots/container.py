@@ -26,8 +26,6 @@ when it is next started (never while running). A container created by hand (no l
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -37,7 +35,7 @@ from typing import Any
 
 from ...config import SlotConfig
 from ...status import Container
-from .base import BackendState, Phase, SlotError
+from .base import BackendState, CliResult, Phase, SlotError, run_cli
 
 _LOG = logging.getLogger(__name__)
 
@@ -98,16 +96,6 @@ class ContainerInfo:
         return STATUS.get(self.status, ("failed", "exited"))[1] == "running"
 
 
-@dataclass(frozen=True, slots=True)
-class CliResult:
-    rc: int
-    out: str
-    err: str
-
-    def message(self) -> str:
-        return self.err or self.out.strip() or f"exit {self.rc}"
-
-
 class ContainerCli:
     """One runtime's CLI (``podman`` or ``docker`` on PATH), every call bounded by a timeout."""
 
@@ -115,21 +103,7 @@ class ContainerCli:
         self.runtime = runtime
 
     async def run(self, *args: str, timeout: float) -> CliResult:
-        argv = [self.runtime, *args]
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-            )
-        except OSError as exc:
-            raise SlotError(f"cannot run {self.runtime}: {exc}") from exc
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise SlotError(f"{' '.join(argv[:3])} did not return within {timeout:g}s") from None
-        return CliResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace").strip())
+        return await run_cli([self.runtime, *args], timeout, shown=3)
 
     async def inspect(self, name: str, timeout: float) -> tuple[ContainerInfo | None, str]:
         """The container's state, or (None, the runtime's message) when there is no such container.

@@ -7,11 +7,10 @@ status ``container`` is that container's own state from ``container inspect``, n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from ...config import SlotConfig
-from .base import BackendState, Phase, SlotError, poll_until
+from .base import BackendState, Phase, SlotError, poll_until, run_cli
 from .container import ContainerCli, container_state
 
 _SYSTEMD_PHASES: dict[str, Phase] = {
@@ -34,21 +33,8 @@ class SystemdBackend:
         self._containers = ContainerCli(cfg.runtime) if cfg.container_name else None
 
     async def _systemctl(self, *args: str, timeout: float) -> tuple[int, str, str]:
-        argv = ["systemctl", *self._prefix, *args]
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL
-            )
-        except OSError as exc:
-            raise SlotError(f"cannot run systemctl: {exc}") from exc
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise SlotError(f"{' '.join(argv)} did not return within {timeout:g}s") from None
-        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace").strip()
+        result = await run_cli(["systemctl", *self._prefix, *args], timeout)
+        return result.rc, result.out, result.err
 
     async def start(self) -> None:
         rc, _, err = await self._systemctl("start", self.unit, timeout=self._cfg.ready_timeout)
