@@ -11,8 +11,6 @@ import asyncio
 import copy
 import io
 import json
-import struct
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,32 +19,19 @@ from PIL import Image as PILImage
 
 from tests.support.comfyui_standin import SOURCE_NODES, ComfyStandIn, StandInProcess, free_port
 from tests.support.png import make_png, png_size, png_text
-
-CAPTURES = Path(__file__).parents[2] / "captures"
-RECEIVE_TIMEOUT = 10.0  # safety net only: no test asserts on timing
-CLIENT = "ca0b3fb88f42417d97e3cf2770d72575"
-
-
-def capture(name: str) -> Any:
-    text = (CAPTURES / name).read_text()
-    if name.endswith(".jsonl"):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    return json.loads(text)
-
-
-def example_body(client_id: str | None = CLIENT, **inputs: Any) -> dict:
-    """prompt_request_example.json with KSampler/EmptyLatentImage/SaveImage inputs overridden."""
-    body = copy.deepcopy(capture("prompt_request_example.json"))
-    prompt = body["prompt"]
-    for name, value in inputs.items():
-        for node in prompt.values():
-            if name in node["inputs"] and not isinstance(node["inputs"][name], list):
-                node["inputs"][name] = value
-    if client_id is None:
-        body.pop("client_id")
-    else:
-        body["client_id"] = client_id
-    return body
+from tests.support.standin_client import (
+    CAPTURES,
+    CLIENT,
+    capture,
+    connect,
+    example_body,
+    get_json,
+    is_end,
+    read_until,
+    receive,
+    run,
+    submit,
+)
 
 
 def summary(messages: list[dict]) -> list[tuple]:
@@ -80,46 +65,6 @@ def without_progress(messages: list[dict]) -> list[dict]:
     return [m for m in messages if m.get("type") not in ("progress", "progress_state")]
 
 
-def decode_frame(raw: bytes) -> dict:
-    """A binary ws frame described like the captures do."""
-    (event,) = struct.unpack(">I", raw[:4])
-    frame: dict[str, Any] = {"binary": True, "event_type": event}
-    if event == 1:
-        frame["image_type"] = struct.unpack(">I", raw[4:8])[0]
-        frame["image"] = raw[8:]
-    else:
-        (length,) = struct.unpack(">I", raw[4:8])
-        frame["metadata"] = json.loads(raw[8 : 8 + length])
-        frame["image"] = raw[8 + length :]
-    return frame
-
-
-async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict | None:
-    """The next message as a dict (binary frames decoded); None once the socket closed."""
-    msg = await ws.receive(timeout=RECEIVE_TIMEOUT)
-    if msg.type == aiohttp.WSMsgType.TEXT:
-        return json.loads(msg.data)
-    if msg.type == aiohttp.WSMsgType.BINARY:
-        return decode_frame(msg.data)
-    return None
-
-
-async def read_until(ws: aiohttp.ClientWebSocketResponse, done: Any) -> list[dict]:
-    """Messages up to and including the first one for which ``done(message)`` is true."""
-    messages = []
-    while True:
-        message = await receive(ws)
-        assert message is not None, f"socket closed after {summary(messages)}"
-        messages.append(message)
-        if done(message):
-            return messages
-
-
-def is_end(message: dict) -> bool:
-    """``executing {node: null}``: always the last message of a prompt (README)."""
-    return message.get("type") == "executing" and message["data"]["node"] is None
-
-
 async def remaining_messages(comfy: ComfyStandIn, ws: aiohttp.ClientWebSocketResponse) -> list[dict]:
     """Everything the socket still gets once the stand-in is idle (server closes all sockets)."""
     await comfy.wait_idle()
@@ -140,32 +85,6 @@ async def comfy():
 async def session():
     async with aiohttp.ClientSession() as client:
         yield client
-
-
-async def connect(session: aiohttp.ClientSession, comfy: ComfyStandIn, client_id: str | None = CLIENT):
-    """A socket whose first (status) message has been read."""
-    ws = await session.ws_connect(comfy.ws_url(client_id))
-    first = await receive(ws)
-    assert first is not None and first["type"] == "status"
-    return ws
-
-
-async def submit(session: aiohttp.ClientSession, comfy: ComfyStandIn, body: dict) -> str:
-    async with session.post(f"{comfy.url}/prompt", json=body) as resp:
-        assert resp.status == 200, await resp.text()
-        return (await resp.json())["prompt_id"]
-
-
-async def run(session: aiohttp.ClientSession, comfy: ComfyStandIn, ws, body: dict) -> tuple[str, list[dict]]:
-    """Submit and read the prompt's messages up to ``executing {node: null}``."""
-    prompt_id = await submit(session, comfy, body)
-    return prompt_id, await read_until(ws, is_end)
-
-
-async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
-    async with session.get(url) as resp:
-        assert resp.status == 200
-        return await resp.json()
 
 
 # --------------------------------------------------------------------------- validation
