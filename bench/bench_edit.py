@@ -36,7 +36,7 @@ from hal0_bridge.images.catalogue import Catalogue
 from hal0_bridge.images.workflows import WorkflowRenderer, build_params
 from PIL import Image
 
-from bench.common import bridge, standin
+from bench.common import bridge, standin, submit_and_fetch
 
 ROUNDS = 25
 SIDE = 1024
@@ -98,23 +98,7 @@ class DirectClient:
             body = {"prompt": graph(seed, image=image_name, mask=mask_name), "client_id": self.client_id}
         else:
             body = {"prompt": graph(seed), "client_id": self.client_id}
-        async with self.session.post(f"{self.comfy}/prompt", json=body) as resp:
-            prompt_id = (await resp.json())["prompt_id"]
-        images: list[dict[str, Any]] = []
-        async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data = json.loads(msg.data)
-            payload = data.get("data", {})
-            if payload.get("prompt_id") != prompt_id:
-                continue
-            if data["type"] == "executed":
-                images += payload["output"].get("images", [])
-            if data["type"] == "executing" and payload.get("node") is None:
-                break
-        for ref in images:
-            async with self.session.get(f"{self.comfy}/view", params=ref) as resp:
-                await resp.read()
+        await submit_and_fetch(self.session, self.ws, self.comfy, body)
         return time.perf_counter() - started
 
 

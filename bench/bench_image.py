@@ -27,7 +27,7 @@ from hal0_bridge.config import build
 from hal0_bridge.images.catalogue import Catalogue
 from hal0_bridge.images.workflows import WorkflowRenderer, build_params
 
-from bench.common import bridge, standin
+from bench.common import bridge, standin, submit_and_fetch
 
 ROUNDS = {0.0: 21, 0.05: 15, 0.5: 13}  # per step_seconds: fewer of the long renders keeps the run short
 TMPFS_ROUNDS = {0.0: 15, 0.5: 9}
@@ -57,23 +57,7 @@ class DirectClient:
         assert self.ws is not None
         body = {"prompt": graph(seed), "client_id": self.client_id}  # a client has its graph ready
         started = time.perf_counter()
-        async with self.session.post(f"{self.comfy}/prompt", json=body) as resp:
-            prompt_id = (await resp.json())["prompt_id"]
-        images: list[dict[str, Any]] = []
-        async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data = json.loads(msg.data)
-            payload = data.get("data", {})
-            if payload.get("prompt_id") != prompt_id:
-                continue
-            if data["type"] == "executed":
-                images += payload["output"].get("images", [])
-            if data["type"] == "executing" and payload.get("node") is None:
-                break
-        for image in images:
-            async with self.session.get(f"{self.comfy}/view", params=image) as resp:
-                await resp.read()
+        await submit_and_fetch(self.session, self.ws, self.comfy, body)
         return time.perf_counter() - started
 
 

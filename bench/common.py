@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -12,10 +13,35 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+async def submit_and_fetch(
+    session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, comfy: str, body: dict[str, Any]
+) -> None:
+    """The least a direct ComfyUI client does for a render: POST /prompt, follow it on its websocket
+    to ``executing {node: null}``, then GET /view of every image its ``executed`` messages named."""
+    async with session.post(f"{comfy}/prompt", json=body) as resp:
+        prompt_id = (await resp.json())["prompt_id"]
+    images: list[dict[str, Any]] = []
+    async for msg in ws:
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            continue
+        data = json.loads(msg.data)
+        payload = data.get("data", {})
+        if payload.get("prompt_id") != prompt_id:
+            continue
+        if data["type"] == "executed":
+            images += payload["output"].get("images", [])
+        if data["type"] == "executing" and payload.get("node") is None:
+            break
+    for ref in images:
+        async with session.get(f"{comfy}/view", params=ref) as resp:
+            await resp.read()
 
 
 def free_port() -> int:
