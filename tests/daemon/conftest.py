@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tests.support.llama_fixtures import llama_binary, start_llama, tiny_model  
 
 FAKE_SYSTEMCTL = Path(__file__).resolve().parents[1] / "support" / "fake_systemctl"
 
+REPO = Path(__file__).resolve().parents[2]
 FAST_COMFYUI = {
     "connect_timeout": 1.0,
     "request_timeout": 3.0,
@@ -47,6 +49,27 @@ def make_config(tmp_path: Path, comfy_url: str, **sections: dict[str, Any]) -> C
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
     return build(raw)
+
+
+def arbiter_config(tmp_path: Path, *, server: dict[str, Any] | None = None, image: dict[str, Any] | None = None) -> Config:
+    """An LLM slot "llm1" (fake llama.cpp) and the stand-in as img slot "comfy", both real processes;
+    no idle-restore. ``server`` / ``image``: more keys for those sections."""
+    from tests.support import fake_llama
+
+    llm_port, img_port = fake_llama.free_port(), fake_llama.free_port()
+    timeouts = {"ready_timeout": 15.0, "stop_timeout": 2.0, "drain_timeout": 2.0, "probe_timeout": 0.5,
+                "poll_interval": 0.2}
+    return build({
+        "server": {"state_dir": str(tmp_path / "state"), **(server or {})},
+        "comfyui": {**FAST_COMFYUI, "url": f"http://127.0.0.1:{img_port}"},
+        "image": {"idle_restore_minutes": 0, **(image or {})},
+        "slots": {
+            "llm1": {"group": "llm", "backend": "process", "command": fake_llama.command(llm_port),
+                     "url": f"http://127.0.0.1:{llm_port}", "ready_path": "/health", "cwd": str(REPO), **timeouts},
+            "comfy": {"group": "img", "backend": "process", "cwd": str(REPO), **timeouts,
+                      "command": [sys.executable, "-m", "tests.support.comfyui_standin", "--port", str(img_port)]},
+        },
+    })  # fmt: skip
 
 
 @pytest.fixture

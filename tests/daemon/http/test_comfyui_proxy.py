@@ -5,24 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from hal0_bridge import config as config_mod
 from hal0_bridge.app import create_app
-from hal0_bridge.config import Config
 from hal0_bridge.http.server import BRIDGE_KEY, session_value
 
-from tests.daemon.conftest import FAST_COMFYUI
-from tests.support import fake_llama
+from tests.daemon.conftest import arbiter_config
 from tests.support.comfyui_standin import CAPTURES, WEB_ROOT, ComfyStandIn
 from tests.support.pictures import noisy
 
-REPO = Path(__file__).resolve().parents[3]
 HANG_GUARD = 30.0
 BROWSER_ORIGIN = "http://hal0.lan:8080"  # the bridge's page, as a browser names it (server.public_url)
 BROWSER = {"Origin": BROWSER_ORIGIN, "Host": "hal0.lan:8080"}
@@ -163,22 +158,6 @@ async def test_a_session_of_another_token_opens_nothing(aiohttp_client: Any, bri
 # ------------------------------------------------------------------------------ with the GPU arbiter
 
 
-def arbiter_config(tmp_path: Path) -> Config:
-    """An LLM slot (fake llama.cpp) and the stand-in as img slot, both real processes; no idle-restore."""
-    llm_port, img_port = fake_llama.free_port(), fake_llama.free_port()
-    timeouts = {"ready_timeout": 15.0, "stop_timeout": 2.0, "drain_timeout": 2.0, "probe_timeout": 0.5,
-                "poll_interval": 0.2}
-    return config_mod.build({
-        "server": {"state_dir": str(tmp_path / "state")},
-        "comfyui": {**FAST_COMFYUI, "url": f"http://127.0.0.1:{img_port}"},
-        "image": {"idle_restore_minutes": 0},
-        "slots": {
-            "llm1": {"group": "llm", "backend": "process", "command": fake_llama.command(llm_port),
-                     "url": f"http://127.0.0.1:{llm_port}", "ready_path": "/health", "cwd": str(REPO), **timeouts},
-            "comfy": {"group": "img", "backend": "process", "cwd": str(REPO), **timeouts,
-                      "command": [sys.executable, "-m", "tests.support.comfyui_standin", "--port", str(img_port)]},
-        },
-    })  # fmt: skip
 
 
 @pytest.fixture

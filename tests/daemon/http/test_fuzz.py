@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,16 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
-from hal0_bridge import config as config_mod
 from hal0_bridge.app import create_app
 from hal0_bridge.config import Config
 from hal0_bridge.http.server import BRIDGE_KEY
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from tests.daemon.conftest import FAST_COMFYUI
+from tests.daemon.conftest import arbiter_config
 from tests.daemon.http.test_openapi import check_answer, fetch_doc, validate
-from tests.support import fake_llama
 from tests.support.comfyui_standin import ComfyStandIn
 
-REPO = Path(__file__).resolve().parents[3]
 GEN = "/v1/images/generations"
 POST_ROUTES = ("/api/comfyui/switchover", "/api/comfyui/pin", "/api/comfyui/cancel", GEN)
 TOKEN = "fuzz-token-0123"
@@ -374,27 +370,9 @@ async def test_only_the_exact_bearer_token_opens_protected_routes(
 # ------------------------------------------------------------------------------- bridge with an arbiter
 
 
-def arbiter_config(tmp_path: Path) -> Config:
-    """An LLM slot (fake llama.cpp) and the stand-in as img slot, both real processes; no idle-restore."""
-    llm_port, img_port = fake_llama.free_port(), fake_llama.free_port()
-    timeouts = {"ready_timeout": 15.0, "stop_timeout": 2.0, "drain_timeout": 2.0, "probe_timeout": 0.5,
-                "poll_interval": 0.2}
-    return config_mod.build({
-        "server": {"state_dir": str(tmp_path / "state"), "max_body_bytes": MAX_BODY},
-        "comfyui": {**FAST_COMFYUI, "url": f"http://127.0.0.1:{img_port}"},
-        "image": {"idle_restore_minutes": 0, "default_size": "64x64"},
-        "slots": {
-            "llm1": {"group": "llm", "backend": "process", "command": fake_llama.command(llm_port),
-                     "url": f"http://127.0.0.1:{llm_port}", "ready_path": "/health", "cwd": str(REPO), **timeouts},
-            "comfy": {"group": "img", "backend": "process", "cwd": str(REPO), **timeouts,
-                      "command": [sys.executable, "-m", "tests.support.comfyui_standin", "--port", str(img_port)]},
-        },
-    })  # fmt: skip
-
-
 @pytest.fixture
 async def arbitrated(aiohttp_client: Any, tmp_path: Path) -> Witness:
-    app = create_app(arbiter_config(tmp_path))
+    app = create_app(arbiter_config(tmp_path, server={"max_body_bytes": MAX_BODY}, image={"default_size": "64x64"}))
     api = await aiohttp_client(app)
     bridge = app[BRIDGE_KEY]
 
