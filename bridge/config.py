@@ -105,6 +105,23 @@ def _origin(value: Any) -> str:
 
 _Port = _int(1, 65535)
 _Str = vol.Coerce(str)
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+
+
+def _headers(value: Any) -> dict[str, str]:
+    """Headers for a slot. A line break would end a header early and let the rest pass as a header
+    (or a request) of its own, so it is refused here, where the value is written, not where it is sent."""
+    if not isinstance(value, dict):
+        raise vol.Invalid("expected a table of header names and values")
+    headers: dict[str, str] = {}
+    for name, raw in value.items():
+        text = str(raw)
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise vol.Invalid(f"{name!r} is not an HTTP header name (letters, digits and -)")
+        if any(c in text for c in "\r\n\0"):
+            raise vol.Invalid(f"the value of {name} must not hold a line break or NUL")
+        headers[name] = text
+    return headers
 
 SERVER_SCHEMA = vol.Schema(
     {
@@ -225,7 +242,7 @@ SLOT_SCHEMA = vol.Schema(
         # llm slots: the model names this slot serves (default: what its /v1/models says)
         vol.Optional("models", default=list): [str],
         # HTTP headers sent with every request to the slot (e.g. Authorization for --api-key)
-        vol.Optional("headers", default=dict): {str: _Str},
+        vol.Optional("headers", default=dict): _headers,
         # backend "container": podman/docker container of this slot
         vol.Optional("runtime", default="podman"): vol.In(["podman", "docker"]),
         vol.Optional("image", default=""): str,

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import errors
-from ..errors import ApiError
 from ..llm.call import ENDPOINTS, parse
 from ..llm.service import LlmService
-from .server import BRIDGE_KEY
+from .server import BRIDGE_KEY, body_too_large
 
 
 def llm_of(request: web.Request) -> LlmService:
@@ -27,17 +25,14 @@ def llm_of(request: web.Request) -> LlmService:
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The raw body, at most ``limit`` bytes (413 ``request.body_too_large`` beyond it)."""
-    too_large = ApiError(
-        errors.BODY_TOO_LARGE, f"request body is larger than {limit} bytes", details={"max_bytes": limit}
-    )
     if request.content_length is not None and request.content_length > limit:
-        raise too_large
+        raise body_too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_any():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise body_too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -125,6 +125,10 @@ def error_response(err: ApiError) -> web.Response:
     return json_response(err.envelope(), status=err.status, headers=err.headers())
 
 
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(errors.BODY_TOO_LARGE, f"request body is larger than {limit} bytes", details={"max_bytes": limit})
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -132,10 +136,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as err:
         return error_response(err)
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[SERVER_KEY].max_body_bytes
-        return error_response(
-            ApiError(errors.BODY_TOO_LARGE, f"request body is larger than {limit} bytes", details={"max_bytes": limit})
-        )
+        return error_response(body_too_large(request.app[SERVER_KEY].max_body_bytes))
     except web.HTTPNotFound:
         return error_response(ApiError(errors.NOT_FOUND, f"no route for {request.path}"))
     except web.HTTPMethodNotAllowed as exc:

@@ -21,10 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from ..gpu.slots.slot import Slot
 from ..status import StatusHub
+from .http1 import UpstreamError
 from .proxy import Upstream
 
 _LOG = logging.getLogger(__name__)
@@ -127,7 +126,7 @@ class ModelDirectory:
                 _LOG.info("slot %s: GET /v1/models answered %d", slot, status)
                 return False
             models = parse_models(slot, data)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+        except (UpstreamError, OSError, TimeoutError, ValueError) as err:
             _LOG.info("slot %s: cannot read /v1/models: %s", slot, err)
             return False
         if self._fetched.get(slot) != models:

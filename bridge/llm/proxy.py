@@ -1,7 +1,8 @@
 """The HTTP pass-through to an LLM slot: the body goes up unchanged, the answer comes back as it arrives.
 
-One aiohttp session for every slot (keep-alive connections, so a call costs no TCP handshake) with
-decompression off, so the bytes the client gets are the bytes the slot sent. A streamed answer
+One pool of kept-alive connections for every slot (:mod:`.http1`: a call costs no TCP handshake, and
+far less Python than aiohttp's client), nothing decompressed, so the bytes the client gets are the
+bytes the slot sent. A streamed answer
 (``text/event-stream``) is handed on chunk by chunk as the socket delivers it: nothing is buffered or
 re-framed. Failures, by when they happen:
 
@@ -19,24 +20,24 @@ llama.cpp learns to stop generating.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from .. import errors
 from ..errors import ApiError
 from .call import LlmCall
+from .http1 import Answer, NotAnswered, Pool, UpstreamError
 
 ERROR_EXCERPT = 500  # characters of a non-OpenAI error body kept in details
 # llama.cpp's server closes an idle keep-alive connection after 5 s; close ours first, so a call never
 # goes out on a connection the slot is about to drop
 KEEPALIVE_SECONDS = 4.0
 PASSED_REQUEST_HEADERS = ("Content-Type", "Accept")
-PASSED_REPLY_HEADERS = ("Content-Type", "Content-Encoding")
+PASSED_REPLY_HEADERS = ("Content-Type", "Content-Encoding")  # as the client sees them; read in lower case
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -57,8 +58,8 @@ class Reply:
 class ChunkStream:
     """The streamed answer, chunk by chunk as received; a failure mid-stream becomes one SSE error event."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, slot: str) -> None:
-        self._resp = resp
+    def __init__(self, answer: Answer, slot: str) -> None:
+        self._answer = answer
         self._slot = slot
         self._done = False
 
@@ -69,8 +70,8 @@ class ChunkStream:
         if self._done:
             raise StopAsyncIteration
         try:
-            chunk = await self._resp.content.readany()
-        except (aiohttp.ClientError, ConnectionError) as err:
+            chunk = await self._answer.read_chunk()
+        except (UpstreamError, ConnectionError) as err:
             self._done = True
             failure = ApiError(
                 errors.LLM_UPSTREAM_FAILED,
@@ -91,91 +92,89 @@ def is_openai_error(body: bytes) -> bool:
     return isinstance(data, dict) and isinstance(data.get("error"), dict) and "message" in data["error"]
 
 
+def media_type(headers: dict[str, str]) -> str:
+    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 class Upstream:
     """The proxy's client side: one connection pool for all LLM slots."""
 
     def __init__(self, connect_timeout: float) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = Pool(connect_timeout, KEEPALIVE_SECONDS)
 
     async def start(self) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS),
-                timeout=self._timeout,
-                auto_decompress=False,
-            )
+        """Nothing to open: connections are made on the first call to each slot."""
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._pool.close()
 
     async def get_json(self, url: str, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
-        """A small GET (a slot's ``/v1/models``): status and parsed JSON (None when not JSON)."""
-        assert self._session is not None, "Upstream.start() first"
-        async with self._session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        """A small GET (a slot's ``/v1/models``): status and parsed JSON (None when not JSON).
+        Raises :class:`UpstreamError`, ``TimeoutError`` or ``OSError`` when the slot does not answer."""
+        async with asyncio.timeout(timeout):
+            answer = await self._pool.request("GET", url, headers.items())
             try:
-                return resp.status, await resp.json(content_type=None)
-            except ValueError:
-                return resp.status, None
+                body = await answer.read()
+            finally:
+                answer.release()
+        try:
+            return answer.status, json.loads(body)
+        except ValueError:
+            return answer.status, None
 
     @asynccontextmanager
     async def call(
-        self, slot: str, url: str, call: LlmCall, client_headers: dict[str, str], slot_headers: dict[str, str]
+        self, slot: str, url: str, call: LlmCall, client_headers: Mapping[str, str], slot_headers: dict[str, str]
     ) -> AsyncIterator[Reply]:
         """POST ``call`` to the slot at ``url``; yields its :class:`Reply` (see the module for failures)."""
-        assert self._session is not None, "Upstream.start() first"
         headers = {k: v for k in PASSED_REQUEST_HEADERS if (v := client_headers.get(k))}
         headers.setdefault("Content-Type", "application/json")
         headers.update(slot_headers)
-        if call.stream:
+        try:
             # llama.cpp's server closes the connection after a stream without saying so (no
             # "Connection: close"; measured: the next request on it met "Server disconnected" every
             # time), so a stream gets a connection of its own that never goes back to the pool
-            headers["Connection"] = "close"
-        try:
-            resp = await self._session.post(url + call.endpoint, data=call.body, headers=headers)
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as err:
+            answer = await self._pool.request("POST", url + call.endpoint, headers.items(), call.body, close=call.stream)
+        except NotAnswered as err:
             # refused, or a kept-alive connection the slot closed before reading: nothing was answered
-            raise UpstreamUnreachable(str(err) or type(err).__name__) from err
-        except (aiohttp.ClientError, TimeoutError) as err:
+            raise UpstreamUnreachable(str(err)) from err
+        except (UpstreamError, OSError, TimeoutError) as err:
             raise ApiError(
                 errors.LLM_UPSTREAM_FAILED,
                 f"LLM slot {slot} did not answer: {err or type(err).__name__}",
                 details={"slot": slot},
             ) from err
         try:
-            reply = await self._reply(resp, slot)
+            reply = await self._reply(answer, slot)
         except BaseException:
-            resp.close()
+            answer.close()
             raise
         try:
             yield reply
         except BaseException:
-            resp.close()  # not fully read (client gone, an error): drop the connection, the slot stops
+            answer.close()  # not fully read (client gone, an error): drop the connection, the slot stops
             raise
         else:
-            resp.release()
+            answer.release()
 
     @staticmethod
-    async def _reply(resp: aiohttp.ClientResponse, slot: str) -> Reply:
-        headers = {k: v for k in PASSED_REPLY_HEADERS if (v := resp.headers.get(k))}
+    async def _reply(answer: Answer, slot: str) -> Reply:
+        headers = {k: v for k in PASSED_REPLY_HEADERS if (v := answer.headers.get(k.lower()))}
         headers["X-Hal0-Slot"] = slot
-        if resp.content_type == "text/event-stream" and resp.status < 400:
-            return Reply(resp.status, headers | SSE_HEADERS, chunks=ChunkStream(resp, slot))
+        if media_type(answer.headers) == "text/event-stream" and answer.status < 400:
+            return Reply(answer.status, headers | SSE_HEADERS, chunks=ChunkStream(answer, slot))
         try:
-            body = await resp.read()
-        except (aiohttp.ClientError, ConnectionError) as err:
+            body = await answer.read()
+        except (UpstreamError, ConnectionError) as err:
             raise ApiError(
                 errors.LLM_UPSTREAM_FAILED,
                 f"LLM slot {slot} broke off its answer: {err or type(err).__name__}",
                 details={"slot": slot},
             ) from err
-        if resp.status >= 400 and not is_openai_error(body):
+        if answer.status >= 400 and not is_openai_error(body):
             raise ApiError(
                 errors.LLM_UPSTREAM_FAILED,
-                f"LLM slot {slot} answered {resp.status}",
-                details={"slot": slot, "status": resp.status, "body": body[:ERROR_EXCERPT].decode(errors="replace")},
+                f"LLM slot {slot} answered {answer.status}",
+                details={"slot": slot, "status": answer.status, "body": body[:ERROR_EXCERPT].decode(errors="replace")},
             )
-        return Reply(resp.status, headers, body=body)
+        return Reply(answer.status, headers, body=body)

@@ -97,13 +97,12 @@ class LlmService:
         name = route(self._directory, call.model)
         slot = self._slots[name]
         deadline = asyncio.get_running_loop().time() + self._config.wait_timeout
-        headers = dict(client_headers)
         arrived = time.monotonic()
         for attempt in range(2):
             admission = await self._admit(slot, call, deadline)
             waited = time.monotonic() - arrived
             try:
-                async with self._upstream.call(name, slot.url, call, headers, slot.cfg.headers) as reply:
+                async with self._upstream.call(name, slot.url, call, client_headers, slot.cfg.headers) as reply:
                     reply.headers["X-Hal0-Admission"] = str(admission)
                     reply.headers["X-Hal0-Wait"] = f"{waited:.4f}"
                     yield reply

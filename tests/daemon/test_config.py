@@ -39,6 +39,9 @@ def test_no_config_gives_working_defaults() -> None:
         ({"mqtt": {"base_topic": "hal0/#"}}, "mqtt.base_topic"),
         ({"slots": {"a": {"group": "gpu"}}}, "slots.a.group"),
         ({"models": {"m": {"template": "t.j2", "steps": 0}}}, "models.m.steps"),
+        # a line break in a slot header would smuggle a second header (or request) to the slot
+        ({"slots": {"a": {"group": "llm", "headers": {"Authorization": "Bearer k\r\nX-Evil: 1"}}}}, "slots.a.headers"),
+        ({"slots": {"a": {"group": "llm", "headers": {"Bad Name": "x"}}}}, "slots.a.headers"),
     ],
 )
 def test_bad_value_names_the_key(raw: dict, key: str) -> None:
