@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -9,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from hal0_bridge.errors import ApiError
-from hal0_bridge.http.multipart import MAX_PARTS, parse_form, read_form
+from hal0_bridge.http.multipart import MAX_PARTS, FormParser, parse_form, read_form
 
 B = b"xyz"
 
@@ -142,3 +144,89 @@ async def test_a_body_over_the_whole_bound_stops_early(echo: TestClient) -> None
     resp = await echo.post("/form", data=huge, headers={"Content-Type": "multipart/form-data; boundary=xyz"})
     answer = await resp.json()
     assert resp.status == 413 and answer["error"]["code"] == "image.upload_too_large"
+
+
+# --- split while it arrives: any cut of the body into pieces reads as the whole body does ------------
+
+REAL = body(field("prompt", b"a cat\r\n--xy"), upload("image", "a.png", b"\r\n--xy-\r\n-xyz\r" * 5),
+            upload("mask", "m.png", b"M\r\n"), epilogue=b"\r\n")  # fmt: skip
+CUT_BODIES = [
+    REAL,
+    b"pre\r\n" + REAL,
+    body(field("size", b"")),
+    body(field("a", b"1"), preamble=b"--xy\r\n"),  # a preamble that almost opens
+    b"--xyz \t\r\n" + field("a", b"1") + b"\r\n--xyz--",  # padding after a delimiter
+    b"--xyz\r\n" + field("a", b"1"),  # cut off
+    b"--xyz\r\n" + field("a", b"1") + b"\r\n--xy",  # cut off inside the closing delimiter
+    b"--xyz junk\r\n" + field("a", b"1") + b"\r\n--xyz--",
+    b"x--xyz\r\n" + field("a", b"1") + b"\r\n--xyz--",  # the first delimiter not at a line start
+    b"--xyz\r\n" + b"X: " + b"y" * 9000 + b"\r\n\r\n1\r\n--xyz--",
+    b"--xyz\r\nno colon here\r\n\r\n1\r\n--xyz--",
+    body(upload("image", "a.png", b"x" * 101)),
+    b"--xyz",
+    b"--xyz-",
+]
+
+
+def test_the_real_body_reads() -> None:
+    form = parse_form(REAL, B, max_file_bytes=100)
+    assert form.fields == {"prompt": ["a cat\r\n--xy"]} and form.files["image"][0].data == b"\r\n--xy-\r\n-xyz\r" * 5
+
+
+def outcome(feed: Any) -> Any:
+    try:
+        form = feed()
+    except ApiError as err:
+        return (err.status, err.code, err.message, err.param)
+    return form.fields, {k: [(f.filename, f.content_type, f.data) for f in v] for k, v in form.files.items()}
+
+
+def fed(data: bytes, pieces: list[int]) -> Any:
+    def run() -> Any:
+        parser = FormParser(B, max_file_bytes=100)
+        start = 0
+        for end in [*pieces, len(data)]:
+            parser.feed(data[start:end])
+            start = end
+        return parser.close()
+
+    return outcome(run)
+
+
+@pytest.mark.parametrize("data", CUT_BODIES, ids=[f"body{i}" for i in range(len(CUT_BODIES))])
+def test_any_cut_into_two_pieces_reads_as_the_whole(data: bytes) -> None:
+    whole = outcome(lambda: parse_form(data, B, max_file_bytes=100))
+    for at in range(len(data) + 1):  # a delimiter, a header block, CRLFs: split at every byte
+        assert fed(data, [at]) == whole, at
+
+
+@pytest.mark.parametrize("data", CUT_BODIES, ids=[f"body{i}" for i in range(len(CUT_BODIES))])
+def test_byte_by_byte_reads_as_the_whole(data: bytes) -> None:
+    assert fed(data, list(range(1, len(data)))) == outcome(lambda: parse_form(data, B, max_file_bytes=100))
+
+
+def test_an_empty_disposition_value_is_no_name_not_a_crash() -> None:
+    # aiohttp's parser raises IndexError on `name=`; that part simply has no name
+    err = refused(b"--xyz\r\nContent-Disposition: form-data; name=\r\n\r\n1\r\n--xyz--")
+    assert (err.status, err.code) == (400, "request.invalid_form") and "no name" in err.message
+
+
+async def test_a_body_arriving_in_small_network_pieces_is_read(echo: TestClient) -> None:
+    async def pieces() -> AsyncIterator[bytes]:
+        for at in range(0, len(REAL), 7):  # every delimiter is cut somewhere by a 7-byte piece
+            yield REAL[at : at + 7]
+            await asyncio.sleep(0.001)  # so the server reads them one by one
+
+    resp = await echo.post("/form", data=pieces(), headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert await resp.json() == {"fields": {"prompt": ["a cat\r\n--xy"]}, "files": {"image": ["a.png"], "mask": ["m.png"]}}
+
+
+async def test_a_broken_body_over_the_bound_is_413_not_400(echo: TestClient) -> None:
+    # the splitter sees "no opening boundary" at once, but the body's bound is what answers
+    resp = await echo.post("/form", data=b"junk" * 100_000, headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert resp.status == 413 and (await resp.json())["error"]["code"] == "image.upload_too_large"
+
+
+async def test_a_broken_body_within_the_bound_is_400(echo: TestClient) -> None:
+    resp = await echo.post("/form", data=b"junk" * 1000, headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert resp.status == 400 and "no opening boundary" in (await resp.json())["error"]["message"]
