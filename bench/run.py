@@ -418,19 +418,20 @@ the bridge's `X-Hal0-Wait` header; the slots' share is the switch's phases (Comf
 llama-server's start and readiness), the bridge's share the rest (persisting the state twice, the
 readiness poll's granularity, the FIFO hand-off). What the bridge adds per request is one more loopback
 hop in each direction, which on this VM costs a few hundred microseconds (see "Image route overhead").
-The non-streamed target (< 1 ms) sits at the edge of this machine: across runs the bridge's call costs a
-steady ~1.36-1.40x the direct one, so the absolute figure follows the machine's speed that hour (+0.99 ms
-with a 2.75 ms direct call when the proxy landed, +1.3-1.4 ms with 3.5 ms direct calls later, the same
-code path). A profile of the bridge under this bench shows no Python hot spot: the time is the extra
-loopback round trip (socket sends), and the trust middlewares add ~0.03 ms (measured apart).
+With aiohttp's client on the upstream hop the call cost ~1.36-1.40x the direct one (+1.0 to +1.4 ms,
+which missed the < 1 ms target); the hop now has its own HTTP/1.1 client (`bridge/llm/http1.py`,
+llhttp via httptools), which took ~0.35 ms of Python out of every call: +0.74/+0.80 ms in the session
+it landed (direct calls 2.7 ms), against +1.18 ms with the old client an hour before. What is left is
+mostly the kernel: two more loopback sends (~0.15 ms each on this VM, mostly waking the other process)
+and ~0.2 ms of Python in aiohttp's server and the handler (py-spy and cProfile under this bench).
 
 **Edit route** (`bench/bench_edit.py`, issue 13): a 1024x1024 PNG (2.4 MB) plus mask through
 `POST /v1/images/edits` against a direct ComfyUI client doing the same upload and inpaint. The headline is
 the bridge's own time per round (the client's time minus the bridge's `upload_s` + `render_s`), because
 the stand-in's own time is bimodal on 2 shared cores. That own time holds reading the 2.4 MB form,
-checking both files, staging them in ComfyUI (`/upload/image`), the cache write and its GET; it lands
-around the 15 ms target (13.6-16.3 ms over six runs when the route landed), so the verdict flips
-between runs. **Partial images** (`bench/bench_partials.py`): the stand-in's preview frame handed to its socket
+checking both files, staging them in ComfyUI (`/upload/image`), the cache write and its GET. It landed
+around the 15 ms target (13.6-17.0 ms); since the form is split while it arrives (no join of the 2.4 MB
+body, no search and copy after its last byte: `bridge/http/multipart.py` FormParser) it is ~3 ms lower. **Partial images** (`bench/bench_partials.py`): the stand-in's preview frame handed to its socket
 -> the client's `partial_image` event, both ends on one clock.
 
 **Throughput** (`bench/bench_throughput.py`): 50 concurrent requests (n=1, distinct seeds). The stand-in's
