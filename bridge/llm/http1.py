@@ -26,6 +26,7 @@ import httptools
 from yarl import URL
 
 HIGH_WATER = 256 * 1024  # bytes of an unread answer held before the slot's socket is paused
+JOIN_BELOW = 16 * 1024  # a smaller body goes out joined to the head (one send); a larger one uncopied
 FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
 
 
@@ -89,7 +90,7 @@ class Answer:
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._interim = False
         self._framed = False  # the body has a length or is chunked: the end is in the stream, not at EOF
-        self._got_bytes = False
+        self.got_bytes = False  # set by the connection on the first byte of an answer
         self.status = 0
         self.headers: dict[str, str] = {}
         self.done = False
@@ -146,11 +147,9 @@ class Answer:
     # ------------------------------------------------------------------------------ the parser's side
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._got_bytes = True
         self._raw_headers.append((name, value))
 
     def on_headers_complete(self, status: int) -> None:
-        self._got_bytes = True
         if 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
             self._interim = True
             self._raw_headers.clear()
@@ -187,15 +186,16 @@ class Answer:
         self._wake()
 
     def lost(self, exc: Exception | None) -> None:
-        """The connection closed: the end of a body that runs to EOF, else a failure."""
+        """The connection closed (``exc``: broken, not closed cleanly): the end of a body that runs to
+        EOF, else a failure."""
         if self.done:
             return
-        if self._started.done() and not self._framed:
+        if self._started.done() and not self._framed and exc is None:
             self.done = True  # neither a length nor chunked: the body ends where the connection does
             self._wake()
             return
         reason = str(exc) if exc else "the slot closed the connection"
-        self.fail(UpstreamError(reason) if self._got_bytes else NotAnswered(reason))
+        self.fail(UpstreamError(reason) if self.got_bytes else NotAnswered(reason))
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -217,7 +217,10 @@ class Connection(asyncio.Protocol):
     def send(self, head: bytes, body: bytes, reusable: bool) -> Answer:
         assert self._transport is not None and self._answer is None
         self._answer = Answer(self, reusable)
-        self._transport.write(head + body if body else head)
+        if len(body) < JOIN_BELOW:
+            self._transport.write(head + body)
+        else:
+            self._transport.writelines((head, body))
         return self._answer
 
     def finish(self, keep: bool) -> None:
@@ -251,6 +254,7 @@ class Connection(asyncio.Protocol):
         if answer is None or answer.done:  # bytes nobody asked for: the connection is not to be trusted
             self.close()
             return
+        answer.got_bytes = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as err:
@@ -294,6 +298,7 @@ class Pool:
         self._idle: dict[Origin, list[Connection]] = {}
         self._open: set[Connection] = set()
         self._tls: ssl.SSLContext | None = None
+        self._closed = False
 
     async def request(
         self, method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes = b"", *, close: bool = False
@@ -314,6 +319,9 @@ class Pool:
         return answer
 
     def put(self, conn: Connection) -> None:
+        if self._closed:  # an answer released after shutdown: nobody will take its connection
+            conn.close()
+            return
         conn.idle_since = asyncio.get_running_loop().time()
         self._idle.setdefault(conn.origin, []).append(conn)
 
@@ -324,6 +332,7 @@ class Pool:
             idle.remove(conn)
 
     def close(self) -> None:
+        self._closed = True
         for conn in list(self._open):
             conn.close()
         self._idle.clear()

@@ -8,11 +8,22 @@ to EOF, an interim 100, a kept-alive connection the server drops, garbage, a lar
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from hal0_bridge.llm.http1 import HIGH_WATER, NotAnswered, Origin, Pool, UpstreamError, encode_head, split_url
+from hal0_bridge.llm.http1 import (
+    HIGH_WATER,
+    JOIN_BELOW,
+    NotAnswered,
+    Origin,
+    Pool,
+    UpstreamError,
+    encode_head,
+    split_url,
+)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -82,7 +93,7 @@ async def get(pool: Pool, url: str, body: bytes = b"", **kw: bool) -> tuple[int,
 async def test_kept_alive_calls_share_one_connection_and_send_host_and_length(pool: Pool) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            raw = await server.request(reader)
+            await server.request(reader)
             writer.write(answer(b'{"n":%d}' % len(server.requests)))
 
     async with scripted(handler) as (server, url):
@@ -145,6 +156,36 @@ async def test_a_body_without_length_runs_to_the_end_of_the_connection(pool: Poo
     async with scripted(handler) as (server, url):
         status, _, body = await get(pool, url + "/x", b"{}")
         assert (status, body) == (200, b"part one, part two")
+
+
+async def test_a_body_without_length_cut_by_a_reset_is_an_error_not_its_end(pool: Pool) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npart one, ")
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        writer.transport.abort()
+
+    async with scripted(handler) as (server, url):
+        ans = await pool.request("POST", url + "/x", [], b"{}")
+        with pytest.raises(UpstreamError) as info:
+            await ans.read()
+        assert not isinstance(info.value, NotAnswered)
+        ans.close()
+
+
+async def test_a_large_request_body_arrives_whole(pool: Pool) -> None:
+    blob = bytes(range(256)) * (4 * JOIN_BELOW // 256)  # sent beside the head, not joined to it
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raw = await server.request(reader)
+        writer.write(answer(b"%d" % len(raw.partition(b"\r\n\r\n")[2])))
+
+    async with scripted(handler) as (server, url):
+        assert (await get(pool, url + "/x", blob))[2] == str(len(blob)).encode()
+        assert server.requests[0].endswith(blob)
 
 
 async def test_chunked_bodies_arrive_piece_by_piece_without_the_chunk_framing(pool: Pool) -> None:
